@@ -1,0 +1,1 @@
+"""One module per ``mer`` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,323 @@
+"""Typed experiment configuration: YAML (always safe-loaded) -> validated dataclasses.
+
+Every recipe value of the reference code is a field here with the faithful value as default;
+deviations are named fields whose defaults are documented in ``configs/*.yaml``.  Unknown keys,
+wrong types and out-of-range values are rejected with an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid (the message names key and source)."""
+
+
+def _f(default: Any, *, min: float | None = None, max: float | None = None,
+       choices: tuple[Any, ...] | None = None, help: str = "") -> Any:
+    """Dataclass field with validation metadata."""
+    meta = {"min": min, "max": max, "choices": choices, "help": help}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    """Where the feature set is and how it is read."""
+
+    root: str = _f("", help="feature-set directory or gs:// URI")
+    feature_a: str = _f("comparE", help="acoustic feature name: A/<name>.h5")
+    feature_v: str = _f("denseface", help="visual feature name: V/<name>.h5")
+    feature_l: str = _f("bert_large", help="lexical feature name: L/<name>.h5")
+    dim_a: int = _f(130, min=1)
+    dim_v: int = _f(342, min=1)
+    dim_l: int = _f(1024, min=1)
+    num_classes: int = _f(4, min=2)
+    norm_a: str = _f("trn", choices=("trn", "none"), help="z-normalise A with the fold's train stats")
+    length_masks: bool = _f(False, help="pass true lengths to the encoders (improved recipe)")
+    num_workers: int = _f(0, min=0)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and loss weights of every model; each model reads the fields it needs."""
+
+    embd_size: int = _f(128, min=1)
+    lstm_pool: str = _f("maxpool", choices=("maxpool", "masked_maxpool"),
+                        help="maxpool = over pads too (faithful); masked_maxpool ignores pads")
+    text_kernels: list = _f([3, 4, 5])
+    text_dropout: float = _f(0.5, min=0.0, max=1.0)
+    cls_layers: list = _f([128, 128])
+    cls_dropout: float = _f(0.3, min=0.0, max=1.0)
+    cls_bn: bool = _f(False)
+    shared_encoder: str = _f("default", choices=("default", "v0200"),
+                             help="default: 2x(Linear, LeakyReLU); v0200: 4 Linear with Sigmoid+Dropout")
+    shared_dropout: float = _f(0.3, min=0.0, max=1.0)
+    cmd_k: int = _f(5, min=1)
+    cmd_variant: str = _f("unscaled", choices=("unscaled", "scaled"),
+                          help="unscaled = reference; scaled = original CMD with 1/|b-a|^k")
+    cmd_eps: float = _f(1e-12, min=0.0, help="epsilon inside the CMD norms (0 = reference, NaN-prone)")
+    cmd_weight: float = _f(1.0, min=0.0)
+    ae_layers: list = _f([256, 128, 64])
+    ae_blocks: int = _f(5, min=1)
+    ifim_variant: str = _f("head", choices=("head", "paper"),
+                           help="IF-IM cascade: head = 2024-09 code; paper = paper-era code")
+    mse_weight: float = _f(1.0, min=0.0, help="weight of the imagination / reconstruction MSE")
+    cycle_weight: float = _f(2.0, min=0.0, help="MMIN cycle-consistency weight")
+    invariant_weight: float = _f(100.0, min=0.0, help="IF-MMIN w_inv (100 intended; NMER uses 1)")
+    availability_mask: bool = _f(False, help="feed an explicit (a,v,l) availability mask (improved)")
+    teacher_cache: bool = _f(True, help="compute frozen-teacher targets once per utterance where exact")
+    # NMER
+    vae_layers: int = _f(5, min=1)
+    vae_heads: int = _f(8, min=1)
+    vae_ff: int = _f(128, min=1)
+    vae_latent: int = _f(64, min=1)
+    vae_dropout: float = _f(0.1, min=0.0, max=1.0)
+    vae_attention: str = _f("per_sample", choices=("per_sample", "cross_batch"),
+                            help="cross_batch = published (samples of a batch attend to each other)")
+    kl_reduction: str = _f("mean", choices=("mean", "sum"), help="sum = published")
+    kl_weight: float = _f(1.0, min=0.0)
+    eval_sample_z: bool = _f(False, help="sample z at evaluation (published) instead of using mu")
+    diffusion_regulariser: bool = _f(False, help="NMER stage-1 diffusion branch (needs diffusers)")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation recipe (reference values by default) and run settings."""
+
+    batch_size: int = _f(128, min=1)
+    eval_batch_size: int = _f(512, min=1)
+    niter: int = _f(10, min=0, help="epochs at the initial learning rate")
+    niter_decay: int = _f(10, min=0, help="epochs of linear decay")
+    lr: float = _f(2e-4, min=0.0)
+    beta1: float = _f(0.9, min=0.0, max=1.0)
+    beta2: float = _f(0.999, min=0.0, max=1.0)
+    weight_decay: float = _f(0.0, min=0.0, help="reference passes 1e-5 but never applies it")
+    grad_clip: float = _f(0.5, min=0.0, help="clip_grad_norm_ per sub-network")
+    select_on: str = _f("val", choices=("val", "test_leak"),
+                        help="test_leak = the published protocol: selects the epoch on TEST UA")
+    seed: int = _f(0, min=0)
+    deterministic: bool = _f(False)
+    device: str = _f("auto", choices=("auto", "cpu", "cuda"))
+    amp: bool = _f(False, help="mixed precision (CUDA only)")
+    threads: int = _f(0, min=0, help="torch intra-op threads (0 = torch default)")
+    checkpoint_every: int = _f(1, min=1)
+    tensorboard: bool = _f(True)
+
+
+@dataclass
+class NoiseConfig:
+    """Training/evaluation noise recipe (NMER noise scheduler)."""
+
+    type: str = _f("gaussian", choices=("gaussian", "impulse", "zeros", "frame_drop", "burst", "mixture"))
+    schedule: str = _f("scaled_linear", choices=("scaled_linear", "linear", "squaredcos_cap_v2", "sigmoid"))
+    beta_start: float = _f(0.01, min=0.0, max=1.0)
+    beta_end: float = _f(0.5, min=0.0, max=1.0)
+    steps: int = _f(100, min=1, help="T: the noise-intensity axis of the NMER paper")
+    per_sample_t: bool = _f(False, help="one t per sample instead of one per batch (published)")
+    impulse_freq: float = _f(0.3, min=0.0, max=1.0)
+    drop_rate: float = _f(0.3, min=0.0, max=1.0, help="frame_drop / burst: share of frames affected")
+    burst_len: int = _f(5, min=1)
+    mixture: list = _f(["gaussian", "impulse"])
+    curriculum: str = _f("constant", choices=("constant", "linear"),
+                         help="level over epochs: constant (published) or linear warm-up")
+    curriculum_start: float = _f(0.2, min=0.0, max=1.0)
+    modalities: list = _f(["a", "v", "l"], help="modalities that may be corrupted")
+    fresh_eval_noise: bool = _f(False, help="draw new noise at every evaluation (published)")
+    seed: int = _f(1234, min=0)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation conditions and the primary metric."""
+
+    conditions: list = _f(["a", "v", "l", "av", "al", "vl", "avl"])
+    primary_metric: str = _f("average_ua", help="<condition>_<wa|ua|f1>; average = pooled six conditions")
+    noise_levels: list = _f([20, 40, 60, 80, 100])
+
+
+@dataclass
+class ExperimentConfig:
+    """One training recipe: model name plus all sections."""
+
+    model: str = _f("utt_fusion", choices=("utt_fusion", "utt_shared", "mmin", "ifmmin",
+                                            "nmer_pretrain", "nmer"))
+    recipe: str = _f("faithful", help="free-form recipe label recorded with the model")
+    data: DataConfig = field(default_factory=DataConfig)
+    model_params: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (YAML/JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short stable hash of the resolved config (recorded with models)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _check_value(cls: type, name: str, value: Any, where: str) -> Any:
+    """Type- and range-check one field value; returns the (possibly coerced) value."""
+    f = {x.name: x for x in dataclasses.fields(cls)}[name]
+    hint = typing.get_type_hints(cls)[name]
+    key = f"{where}"
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return value
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        value = float(value)
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+    elif hint is list or origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+    meta = f.metadata
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, meta['choices']))}")
+    if meta.get("min") is not None and isinstance(value, (int, float)) and value < meta["min"]:
+        raise ConfigError(f"{key}: {value!r} is below the minimum {meta['min']}")
+    if meta.get("max") is not None and isinstance(value, (int, float)) and value > meta["max"]:
+        raise ConfigError(f"{key}: {value!r} is above the maximum {meta['max']}")
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """Recursively build dataclass ``cls`` from ``raw``, rejecting unknown keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"{source}: unknown config key {dotted!r} (known: {', '.join(sorted(names))})")
+        value = _check_value(cls, key, value, f"{source}: {dotted}")
+        if dataclasses.is_dataclass(hints[key]):
+            value = _build(hints[key], value, source, f"{dotted}.")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping, with errors that name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    return raw
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b=value``; the value is read as YAML (so ``true``, ``3``, ``[1,2]`` work)."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value")
+    key, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: cannot parse value: {exc}") from exc
+    return key.strip().split("."), value
+
+
+def recipe_path(name: str) -> Path:
+    """Path of a packaged recipe YAML (``mer_lib/configs/<name>.yaml``)."""
+    return Path(__file__).parent / "configs" / f"{name}.yaml"
+
+
+def load_config(model: str | None = None, config_file: str | Path | None = None,
+                overrides: list[str] | None = None) -> ExperimentConfig:
+    """Resolve a config: packaged recipe for ``model`` <- ``config_file`` <- ``--set`` overrides.
+
+    Args:
+        model: model name; its packaged recipe (if any) is the base layer.
+        config_file: optional user YAML, merged on top.
+        overrides: ``key=value`` strings (dotted keys), applied last.
+
+    Returns:
+        The validated :class:`ExperimentConfig`.
+
+    Raises:
+        ConfigError: naming the offending key and source.
+    """
+    raw: dict[str, Any] = {}
+    sources: list[tuple[str, dict[str, Any]]] = []
+    user = load_yaml(config_file) if config_file else {}
+    name = model or user.get("model")
+    if name:
+        base = recipe_path(str(name))
+        if base.exists():
+            sources.append((str(base), load_yaml(base)))
+    if config_file:
+        sources.append((str(config_file), user))
+    if model:
+        sources.append(("--model", {"model": model}))
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        nested: dict[str, Any] = {}
+        cur = nested
+        for k in keys[:-1]:
+            cur = cur.setdefault(k, {})
+        cur[keys[-1]] = value
+        sources.append((f"--set {item}", nested))
+    for source, layer in sources:
+        _build(ExperimentConfig, layer, source)  # validate each layer on its own for a precise error
+        raw = _deep_merge(raw, layer)
+    return _build(ExperimentConfig, raw, "config")
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
+    """Build a config from a plain dict (for example one stored in a checkpoint)."""
+    return _build(ExperimentConfig, raw, source)
+
+
+def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from mer_lib.storage import write_text
+
+    write_text(str(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False), overwrite=True)

@@ -1,0 +1,1 @@
+"""Networks and losses: shared blocks and one module per model."""
