@@ -1,0 +1,1 @@
+"""Evaluation: metrics, cross-fold aggregation, noise grids and the robustness report."""
