@@ -126,6 +126,8 @@ class NoiseConfig:
     beta_start: float = _f(0.01, min=0.0, max=1.0)
     beta_end: float = _f(0.5, min=0.0, max=1.0)
     steps: int = _f(100, min=1, help="T: the noise-intensity axis of the NMER paper")
+    level: float = _f(1.0, min=0.0, max=1.0,
+                      help="share of the schedule used (t < ceil(level*T)); scales drop_rate; 1 = published")
     per_sample_t: bool = _f(False, help="one t per sample instead of one per batch (published)")
     impulse_freq: float = _f(0.3, min=0.0, max=1.0)
     drop_rate: float = _f(0.3, min=0.0, max=1.0, help="frame_drop / burst: share of frames affected")
@@ -134,6 +136,8 @@ class NoiseConfig:
     curriculum: str = _f("constant", choices=("constant", "linear"),
                          help="level over epochs: constant (published) or linear warm-up")
     curriculum_start: float = _f(0.2, min=0.0, max=1.0)
+    curriculum_epochs: int = _f(10, min=1, help="linear curriculum: epochs to reach the final level")
+    noise_pads: bool = _f(False, help="also corrupt the batch zero-padding (published; batch-dependent)")
     modalities: list = _f(["a", "v", "l"], help="modalities that may be corrupted")
     fresh_eval_noise: bool = _f(False, help="draw new noise at every evaluation (published)")
     seed: int = _f(1234, min=0)
