@@ -179,7 +179,10 @@ def cache_root() -> Path:
 def localize(uri: str | os.PathLike, *, refresh: bool = False) -> Path:
     """Return a local directory or file for ``uri``, downloading gs:// trees into the cache.
 
-    A finished download is marked with ``.complete``; an interrupted one is redone.
+    A finished download is marked with ``.complete`` (which names the file for a single object);
+    an interrupted one is redone. Downloads go to a private temporary directory that is renamed
+    into place, so parallel tasks localizing the same URI never see (or delete) each other's
+    half-finished copy.
     """
     uri = str(uri)
     if not is_gcs(uri):
@@ -188,27 +191,57 @@ def localize(uri: str | os.PathLike, *, refresh: bool = False) -> Path:
     dest = cache_root() / key
     marker = dest / ".complete"
     if marker.exists() and not refresh:
-        return dest
-    if dest.exists():
-        shutil.rmtree(dest)
+        return _cached(dest, marker)
     bucket, prefix = split_gcs(uri)
     pre = f"{prefix}/" if prefix else ""
     blobs = [b for b in gcs_client().list_blobs(bucket, prefix=pre) if not b.name.endswith("/")]
+    single = None
     if not blobs:
         single = _blob(uri)
-        if single.exists():
-            dest.mkdir(parents=True, exist_ok=True)
-            target = dest / Path(prefix).name
-            single.download_to_filename(str(target))
-            marker.touch()
-            return target
-        raise FileNotFoundError(f"{uri}: nothing stored under this URI")
-    for b in blobs:
-        target = dest / b.name[len(pre):]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        b.download_to_filename(str(target))
-    marker.touch()
-    return dest
+        if not single.exists():
+            raise FileNotFoundError(f"{uri}: nothing stored under this URI")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=dest.parent))
+    try:
+        if single is not None:
+            single.download_to_filename(str(tmp / Path(prefix).name))
+            (tmp / ".complete").write_text(Path(prefix).name)
+        else:
+            for b in blobs:
+                target = tmp / b.name[len(pre):]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                b.download_to_filename(str(target))
+            (tmp / ".complete").write_text("")
+        if dest.exists():
+            # Move the stale copy aside first: a rename is atomic, an rmtree of the live path is not.
+            trash = Path(tempfile.mkdtemp(prefix=f".{key}.old.", dir=dest.parent))
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(dest, trash / "old")
+            shutil.rmtree(trash, ignore_errors=True)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # Another process published its copy between our check and rename: use theirs.
+            if not marker.exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _cached(dest, marker)
+
+
+def _cached(dest: Path, marker: Path) -> Path:
+    """The localized path recorded by a ``.complete`` marker (a file name, or the tree itself)."""
+    name = marker.read_text().strip()
+    return dest / name if name else dest
+
+
+def _delete_extra(uri: str, keep: set[str]) -> None:
+    """Delete the objects under a gs:// prefix whose relative path is not in ``keep``."""
+    for rel in list_files(uri):
+        if rel not in keep:
+            _blob(join(uri, rel)).delete()
 
 
 @contextlib.contextmanager
@@ -227,6 +260,9 @@ def staged_dir(uri: str, *, overwrite: bool = False) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="mer-stage-") as tmp:
             yield Path(tmp)
             upload_dir(tmp, uri, overwrite=overwrite)
+            if overwrite:
+                # Replacing a tree means the old tree's extra files go too (GCS has no directory rename).
+                _delete_extra(uri, keep=set(list_files(tmp)))
         return
     dest = Path(uri)
     if dest.exists() and any(dest.iterdir()) and not overwrite:
