@@ -36,7 +36,7 @@ def condition_mask(condition: str) -> tuple[int, int, int]:
 
 def mask_condition(mask: tuple[int, ...] | list[int]) -> str:
     """Inverse of :func:`condition_mask`: ``(1, 0, 1) -> "al"``."""
-    name = "".join(m for m, keep in zip(MODALITIES, mask) if keep)
+    name = "".join(m for m, keep in zip(MODALITIES, mask, strict=True) if keep)
     if name not in ALL_CONDITIONS:
         raise ValueError(f"mask {tuple(mask)} keeps no modality")
     return name

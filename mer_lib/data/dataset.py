@@ -1,0 +1,175 @@
+"""Batches for training and evaluation, drawn from one shared :class:`FeatureStore`.
+
+Faithful behaviour (spec section 1): A is z-normalised with the fold's train statistics, V and L
+are used as stored, every modality is zero-padded to the batch maximum, and missing modalities are
+expressed by a per-sample (a, v, l) mask.  Models apply the mask themselves (``x * mask``), which is
+the same as the reference's zeroing in the dataset at evaluation and in the model at training.
+
+Training draws one of the six missing conditions per sample per epoch (or uses full modality for
+stage-1 models).  Evaluation replicates each utterance under every requested condition: item i is
+utterance ``i // C`` under condition ``i % C``, as in the reference.  All randomness comes from
+``numpy.random.default_rng([seed, epoch])`` so a resumed run sees exactly the same batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mer_lib.conditions import MISSING_CONDITIONS, MODALITIES, condition_mask, mask_condition
+from mer_lib.data.featureset import FeatureSetError, FeatureStore, read_mean_std, read_split
+
+
+@dataclass
+class Batch:
+    """One padded batch.  Tensors: ``a``/``v``/``l`` [B, T_m, D_m] float (full, unmasked features),
+    ``mask`` [B, 3] float (1 = modality available, order a, v, l), ``lengths`` [B, 3] long (true
+    lengths), ``label`` [B] long (-1 when unknown), ``index`` [B] long (row in the store)."""
+
+    a: torch.Tensor
+    v: torch.Tensor
+    l: torch.Tensor  # noqa: E741 - the modality's name
+    mask: torch.Tensor
+    lengths: torch.Tensor
+    label: torch.Tensor
+    index: torch.Tensor
+    ids: list[str]
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Move tensors to ``device`` (non-blocking where possible)."""
+        kw = {"non_blocking": True}
+        return Batch(self.a.to(device, **kw), self.v.to(device, **kw), self.l.to(device, **kw),
+                     self.mask.to(device, **kw), self.lengths.to(device, **kw), self.label.to(device, **kw),
+                     self.index.to(device, **kw), self.ids)
+
+    def features(self) -> dict[str, torch.Tensor]:
+        """``{"a": a, "v": v, "l": l}``."""
+        return {"a": self.a, "v": self.v, "l": self.l}
+
+    def conditions(self) -> list[str]:
+        """Condition name of each sample (e.g. ``"al"``)."""
+        return [mask_condition(tuple(int(x) for x in row)) for row in self.mask.tolist()]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class FoldData:
+    """The three splits of one fold over a shared store, plus the fold's A normalisation."""
+
+    def __init__(self, store: FeatureStore, fold: int, norm_a: str = "trn", num_classes: int | None = None) -> None:
+        """Read ``target/<fold>/`` and the fold's mean/std.
+
+        Raises:
+            FeatureSetError: the fold is missing, malformed, or names utterances without features.
+        """
+        self.store, self.fold = store, fold
+        root = store.root
+        if not (root / "target" / str(fold)).is_dir():
+            raise FeatureSetError(f"{root / 'target' / str(fold)}: fold {fold} is missing from the feature set")
+        self.splits = {s: read_split(root, fold, s, num_classes) for s in ("trn", "val", "tst")}
+        self.rows = {s: store.indices(sp.ids, f"{root}/target/{fold}/{s}_int2name.npy")
+                     for s, sp in self.splits.items()}
+        if norm_a == "trn":
+            self.mean, self.std = read_mean_std(root, store.spec, fold)
+        else:
+            dim = store.spec.dims["a"]
+            self.mean, self.std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
+
+    def loader(self, split: str, *, batch_size: int, conditions: list[str] | str, shuffle: bool = False,
+               seed: int = 0, drop_last: bool = False) -> BatchLoader:
+        """A loader over one split.
+
+        Args:
+            split: ``trn``, ``val`` or ``tst``.
+            batch_size: samples per batch.
+            conditions: ``"random_missing"`` (one of the six per sample per epoch), ``"full"``,
+                or a list of condition names to replicate every utterance under.
+            shuffle: shuffle per epoch (seeded).
+            seed: base seed of the per-epoch generator.
+            drop_last: drop the short tail batch (reference NMER; off by default).
+        """
+        sp = self.splits[split]
+        return BatchLoader(self.store, self.rows[split], sp.labels, mean=self.mean, std=self.std,
+                           batch_size=batch_size, conditions=conditions, shuffle=shuffle, seed=seed,
+                           drop_last=drop_last)
+
+
+class BatchLoader:
+    """Iterates padded :class:`Batch` objects; ``set_epoch`` makes shuffling/conditions reproducible."""
+
+    def __init__(self, store: FeatureStore, rows: np.ndarray, labels: np.ndarray, *, mean: np.ndarray,
+                 std: np.ndarray, batch_size: int, conditions: list[str] | str = "full",
+                 shuffle: bool = False, seed: int = 0, drop_last: bool = False) -> None:
+        self.store, self.rows, self.labels = store, np.asarray(rows), np.asarray(labels)
+        self.mean, self.inv_std = mean.astype(np.float32), (1.0 / std).astype(np.float32)
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.conditions = conditions
+        if isinstance(conditions, list):
+            self.cond_masks = np.array([condition_mask(c) for c in conditions], dtype=np.float32)
+        elif conditions not in ("random_missing", "full"):
+            raise ValueError(f"conditions must be 'random_missing', 'full' or a list, got {conditions!r}")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose shuffling and condition draws the next iteration uses."""
+        self.epoch = epoch
+
+    def _plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """Item rows (positions into ``self.rows``) and their (a, v, l) masks for this epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        n = len(self.rows)
+        if isinstance(self.conditions, list):
+            c = len(self.conditions)
+            pos = np.repeat(np.arange(n), c)  # item i = utterance i // C under condition i % C
+            masks = np.tile(self.cond_masks, (n, 1))
+        elif self.conditions == "random_missing":
+            pos = np.arange(n)
+            all_missing = np.array([condition_mask(c) for c in MISSING_CONDITIONS], dtype=np.float32)
+            masks = all_missing[rng.integers(0, len(MISSING_CONDITIONS), size=n)]
+        else:
+            pos = np.arange(n)
+            masks = np.ones((n, 3), dtype=np.float32)
+        if self.shuffle:
+            perm = rng.permutation(len(pos))
+            pos, masks = pos[perm], masks[perm]
+        return pos, masks
+
+    def __len__(self) -> int:
+        items = len(self.rows) * (len(self.conditions) if isinstance(self.conditions, list) else 1)
+        return items // self.batch_size if self.drop_last else -(-items // self.batch_size)
+
+    def num_items(self) -> int:
+        """Number of (utterance, condition) items per epoch."""
+        return len(self.rows) * (len(self.conditions) if isinstance(self.conditions, list) else 1)
+
+    def __iter__(self) -> Iterator[Batch]:
+        pos, masks = self._plan()
+        for start in range(0, len(pos), self.batch_size):
+            sel = pos[start:start + self.batch_size]
+            if self.drop_last and len(sel) < self.batch_size:
+                break
+            yield self.collate(self.rows[sel], self.labels[sel], masks[start:start + self.batch_size])
+
+    def collate(self, rows: np.ndarray, labels: np.ndarray, masks: np.ndarray) -> Batch:
+        """Pad each modality to the batch maximum (zeros), normalising A's real frames."""
+        st = self.store
+        feats = {}
+        lengths = np.zeros((len(rows), 3), dtype=np.int64)
+        for j, m in enumerate(MODALITIES):
+            lens = st.lengths[m][rows]
+            lengths[:, j] = st.true_lengths[m][rows]
+            out = np.zeros((len(rows), int(lens.max()), st.spec.dims[m]), dtype=np.float32)
+            for b, r in enumerate(rows):
+                x = st.seq(m, int(r))
+                if m == "a":
+                    out[b, : len(x)] = (x - self.mean) * self.inv_std
+                else:
+                    out[b, : len(x)] = x
+            feats[m] = torch.from_numpy(out)
+        return Batch(a=feats["a"], v=feats["v"], l=feats["l"], mask=torch.from_numpy(np.ascontiguousarray(masks)),
+                     lengths=torch.from_numpy(lengths), label=torch.from_numpy(labels.astype(np.int64)),
+                     index=torch.from_numpy(rows.astype(np.int64)), ids=[st.ids[int(r)] for r in rows])

@@ -1,0 +1,1 @@
+"""One training engine for every model: loop, selection, checkpoints/resume, logging."""

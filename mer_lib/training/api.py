@@ -1,0 +1,152 @@
+"""``train()``: the one entry point used by ``mer train``, the KFP components and the tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mer_lib import storage
+from mer_lib.config import ExperimentConfig, load_config
+from mer_lib.data.featureset import FeatureSetError, FeatureSpec, FeatureStore, fingerprint, list_folds, read_metadata
+from mer_lib.training.engine import DataContext, FoldResult, train_fold
+from mer_lib.training.reproducibility import package_versions
+
+log = logging.getLogger(__name__)
+
+
+def parse_folds(spec: str | int | list[int]) -> list[int]:
+    """``"1-10"``, ``"1,3,5"``, ``3`` or a list -> sorted unique fold numbers."""
+    if isinstance(spec, int):
+        return [spec]
+    if isinstance(spec, list):
+        return sorted(set(int(x) for x in spec))
+    out: set[int] = set()
+    for part in str(spec).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi:
+                    raise ValueError
+                out.update(range(lo, hi + 1))
+            else:
+                out.add(int(part))
+        except ValueError as exc:
+            raise ValueError(f"--folds {spec!r}: expected e.g. 1-10 or 1,3,5") from exc
+    if not out:
+        raise ValueError(f"--folds {spec!r}: no folds given")
+    return sorted(out)
+
+
+def resolve_config(model: str | None, config_file: str | None = None, overrides: list[str] | None = None,
+                   epochs: int | None = None, seed: int | None = None, device: str | None = None) -> ExperimentConfig:
+    """Packaged recipe <- ``--config`` <- ``--set`` <- the convenience flags (epochs, seed, device).
+
+    ``--epochs N`` splits N like the recipes do: ``niter = ceil(N/2)`` constant epochs, the rest decaying.
+    """
+    extra = list(overrides or [])
+    if epochs is not None:
+        if epochs < 1:
+            raise ValueError(f"--epochs {epochs}: must be at least 1")
+        extra += [f"train.niter={(epochs + 1) // 2}", f"train.niter_decay={epochs // 2}"]
+    if seed is not None:
+        extra.append(f"train.seed={seed}")
+    if device is not None:
+        extra.append(f"train.device={device}")
+    return load_config(model, config_file, extra)
+
+
+def open_data(cfg: ExperimentConfig, data: str) -> tuple[ExperimentConfig, DataContext]:
+    """Load the feature set once; its ``featureset.json`` (when present) fixes feature names and dims.
+
+    Returns:
+        The config with ``data`` filled in from the feature set, and the shared data context.
+    """
+    root = storage.localize(data)
+    if not root.is_dir():
+        raise FeatureSetError(f"{data}: not a feature-set directory")
+    meta = read_metadata(root)
+    spec = FeatureSpec.from_config(cfg.data)
+    if "spec" in meta:
+        names, dims = meta["spec"]["names"], {k: int(v) for k, v in meta["spec"]["dims"].items()}
+        spec = FeatureSpec(names=names, dims=dims)
+        cfg = replace(cfg, data=replace(cfg.data, feature_a=names["a"], feature_v=names["v"], feature_l=names["l"],
+                                        dim_a=dims["a"], dim_v=dims["v"], dim_l=dims["l"]))
+    labels = tuple(meta.get("label_names", [])) or None
+    if labels is None:
+        from mer_lib.data.featureset import LABEL_NAMES
+
+        labels = LABEL_NAMES[: cfg.data.num_classes]
+    cfg = replace(cfg, data=replace(cfg.data, root=str(data), num_classes=len(labels)))
+    store = FeatureStore(root, spec)
+    fp = meta.get("fingerprint") or fingerprint(root, spec)
+    return cfg, DataContext(store=store, label_names=labels, fingerprint=fp, root=str(data))
+
+
+def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", *, teacher: str | None = None,
+          config_file: str | None = None, overrides: list[str] | None = None, epochs: int | None = None,
+          seed: int | None = None, device: str | None = None, progress: bool | None = None,
+          data_context: DataContext | None = None) -> dict[str, Any]:
+    """Train ``model`` on each fold of ``data`` and write a run directory at ``out``.
+
+    Args:
+        model: model name (or None to take it from ``config_file``).
+        data: feature-set directory or gs:// URI.
+        out: run directory or gs:// URI; a killed run restarted with the same arguments resumes.
+        folds: fold spec, e.g. ``"1-10"``.
+        teacher: the stage-1 run directory (stage-2 models).
+        config_file: YAML merged over the packaged recipe.
+        overrides: ``key=value`` overrides.
+        epochs: total epochs (overrides the recipe).
+        seed: base seed.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: force progress bars on/off (default: on for a TTY).
+        data_context: an already loaded feature set (saves loading it again).
+
+    Returns:
+        The run summary written to ``<out>/run.json``.
+    """
+    cfg = resolve_config(model, config_file, overrides, epochs, seed, device)
+    if data_context is not None:
+        cfg = replace(cfg, data=replace(cfg.data, root=str(data)))
+        ctx = data_context
+    else:
+        cfg, ctx = open_data(cfg, data)
+    fold_list = parse_folds(folds)
+    available = list_folds(ctx.store.root)
+    missing = [k for k in fold_list if k not in available]
+    if missing:
+        raise FeatureSetError(f"{data}: fold(s) {missing} not in the feature set (has {available})")
+    teacher_local = str(storage.localize(teacher)) if teacher else None
+
+    remote = storage.is_gcs(out)
+    if remote:
+        if storage.list_files(out):
+            raise FileExistsError(f"{out}: already exists; refusing to overwrite (choose a new --out)")
+        work = storage.cache_root() / "runs" / hashlib.sha256(out.encode()).hexdigest()[:16]
+    else:
+        work = Path(out)
+    work.mkdir(parents=True, exist_ok=True)
+    results: list[FoldResult] = []
+    for k in fold_list:
+        results.append(train_fold(cfg, ctx, k, work / f"fold_{k}", teacher_local, progress))
+    summary = {
+        "model": cfg.model, "recipe": cfg.recipe, "select_on": cfg.train.select_on, "folds": fold_list,
+        "data": str(data), "data_fingerprint": ctx.fingerprint, "config_hash": cfg.hash(), "teacher": teacher,
+        "label_names": list(ctx.label_names), "feature_spec": ctx.store.spec.to_dict(), "versions": package_versions(),
+        "fold_results": {str(r.fold): {"best_epoch": r.best_epoch, "best_score": r.best_score,
+                                       "average": r.test_metrics.get("average"), "avl": r.test_metrics.get("avl")}
+                         for r in results},
+    }
+    storage.write_text(str(work / "run.json"), json.dumps(summary, indent=2) + "\n", overwrite=True)
+    if remote:
+        storage.upload_dir(work, out)
+        shutil.rmtree(work, ignore_errors=True)
+    return summary

@@ -1,0 +1,289 @@
+"""The per-fold training loop shared by every model.
+
+Recipe (spec sections 2 and 6): Adam with one param group per sub-network, gradient clipping per
+sub-network, the linear-decay schedule stepped once per epoch, model selection on validation UA
+(or, loudly labelled, on test UA as the published scripts did).  Stage-1 models train and validate
+on full modality; stage-2 models train on one random missing condition per sample per epoch and
+validate on the pooled six missing conditions.
+
+Resume: ``last.pt`` is written atomically after every epoch with model, optimiser, scheduler,
+history and RNG states; every epoch re-seeds the torch RNG from ``(seed, epoch)`` and the loaders
+draw from ``(seed, epoch)``, so a killed run restarted with the same command ends bit-identical to
+an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from mer_lib.conditions import FULL_CONDITION, MISSING_CONDITIONS
+from mer_lib.config import ExperimentConfig
+from mer_lib.data.dataset import FoldData
+from mer_lib.data.featureset import FeatureStore
+from mer_lib.models.base import MERModel
+from mer_lib.models.factory import build_model
+from mer_lib.training import checkpoint as ckpt_io
+from mer_lib.training.predict import predict_frame
+from mer_lib.training.reproducibility import epoch_seed, package_versions, resolve_device, seed_everything
+
+log = logging.getLogger(__name__)
+
+TEST_CONDITIONS = [*MISSING_CONDITIONS, FULL_CONDITION]
+
+
+@dataclass
+class DataContext:
+    """What the engine knows about the data: the shared store, labels and fingerprint."""
+
+    store: FeatureStore
+    label_names: tuple[str, ...]
+    fingerprint: str
+    root: str
+
+
+@dataclass
+class FoldResult:
+    """Outcome of one fold."""
+
+    fold: int
+    best_epoch: int
+    best_score: float
+    test_metrics: dict[str, Any]
+    out_dir: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def linear_decay(niter: int, niter_decay: int):  # noqa: ANN201 - returns a lambda for LambdaLR
+    """The reference ``linear`` policy: epoch k (1-based) uses lr * (1 - max(0, k - niter) / (niter_decay + 1))."""
+    return lambda i: 1.0 - max(0, i + 1 - niter) / float(niter_decay + 1)
+
+
+def selection_conditions(model: MERModel) -> list[str]:
+    """Conditions scored for model selection: full modality for stage 1, the six missing otherwise."""
+    return [FULL_CONDITION] if model.train_conditions == "full" else list(MISSING_CONDITIONS)
+
+
+def _score(metrics: dict[str, Any], conditions: list[str]) -> dict[str, float]:
+    key = "average" if len(conditions) > 1 else conditions[0]
+    m = metrics[key]
+    return {"wa": float(m["wa"]), "ua": float(m["ua"]), "f1": float(m["f1"])}
+
+
+def _load_teacher(model: MERModel, teacher_dir: str | None, fold: int, data: DataContext,
+                  device: torch.device) -> None:
+    if not model.needs_teacher:
+        return
+    if not teacher_dir:
+        raise ckpt_io.CheckpointError(f"model {model.name!r} is a stage-2 model and needs --teacher "
+                                      f"(the --out of a {' or '.join(model.teacher_models)} run)")
+    teacher, tcfg, tmeta = ckpt_io.load_trained(teacher_dir, device=device, fold=fold)
+    if tcfg.model not in model.teacher_models:
+        raise ckpt_io.CheckpointError(f"{teacher_dir}: teacher is a {tcfg.model!r} model, but {model.name!r} "
+                                      f"needs {' or '.join(model.teacher_models)}")
+    if int(tmeta.get("fold", fold)) != fold:
+        raise ckpt_io.CheckpointError(f"{teacher_dir}: teacher was trained on fold {tmeta.get('fold')}, not {fold}")
+    if tmeta.get("data_fingerprint") and tmeta["data_fingerprint"] != data.fingerprint:
+        raise ckpt_io.CheckpointError(f"{teacher_dir}: teacher was trained on other data (fingerprint "
+                                      f"{tmeta['data_fingerprint'][:12]} vs {data.fingerprint[:12]})")
+    model.attach_teacher(teacher)
+
+
+def evaluate_split(model: MERModel, fold_data: FoldData, split: str, conditions: list[str], cfg: ExperimentConfig,
+                   device: torch.device, label_names: tuple[str, ...]):  # noqa: ANN201 - (DataFrame, dict)
+    """Predictions and per-condition metrics of one split under ``conditions``."""
+    from mer_lib.evaluation.metrics import condition_metrics
+
+    loader = fold_data.loader(split, batch_size=cfg.train.eval_batch_size, conditions=conditions)
+    pred = predict_frame(model, loader, device=device, label_names=label_names)
+    return pred, condition_metrics(pred, len(label_names))
+
+
+def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str | Path,
+               teacher_dir: str | None = None, progress: bool | None = None) -> FoldResult:
+    """Train (or resume, or skip if finished) one fold and write its outputs to ``out_dir``.
+
+    Outputs: ``best.pt``, ``last.pt``, ``config.yaml``, ``metrics.csv``, ``tb/``, ``predictions_tst.csv``,
+    ``test_metrics.json`` (WA/UA/F1 per condition, ``average`` = pooled six missing conditions).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    done = out / "test_metrics.json"
+    cfg_hash = cfg.hash()
+    if done.exists():
+        finished = json.loads(done.read_text())
+        if finished.get("config_hash") != cfg_hash:
+            raise ckpt_io.CheckpointError(f"{out}: holds a finished run with another config "
+                                          f"({finished.get('config_hash')} vs {cfg_hash}); use a new --out")
+        log.info("fold %d already finished in %s; skipping", fold, out)
+        return FoldResult(fold, finished["best_epoch"], finished["best_score"], finished, out)
+
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed + fold, cfg.train.deterministic)
+    fold_data = FoldData(data.store, fold, norm_a=cfg.data.norm_a, num_classes=len(data.label_names))
+    model = build_model(cfg).to(device)
+    _load_teacher(model, teacher_dir, fold, data, device)
+    nets = model.subnets()
+    groups = [{"params": [p for p in net.parameters() if p.requires_grad], "name": name}
+              for name, net in nets.items()]
+    groups = [g for g in groups if g["params"]]
+    opt_cls = torch.optim.AdamW if cfg.train.weight_decay > 0 else torch.optim.Adam
+    optimizer = opt_cls(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2),
+                        weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(cfg.train.niter, cfg.train.niter_decay))
+    use_amp = cfg.train.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    total_epochs = cfg.train.niter + cfg.train.niter_decay
+    sel_conds = selection_conditions(model)
+    sel_split = "tst" if cfg.train.select_on == "test_leak" else "val"
+    if sel_split == "tst":
+        log.warning("train.select_on=test_leak: selecting the epoch on TEST UA (the published protocol); "
+                    "test scores of this run are optimistic and labelled so")
+    meta = {"fold": fold, "model": cfg.model, "data_fingerprint": data.fingerprint,
+            "label_names": list(data.label_names), "feature_spec": data.store.spec.to_dict(),
+            "config_hash": cfg_hash, "select_on": cfg.train.select_on,
+            "versions": package_versions(), "data_root": data.root}
+
+    start_epoch, best_score, best_epoch, history = 0, -math.inf, -1, []
+    last_path = out / ckpt_io.LAST
+    if last_path.exists():
+        state = ckpt_io.load(last_path, map_location=device)
+        if state.get("meta", {}).get("config_hash") != cfg_hash:
+            old = state.get("meta", {}).get("config_hash")
+            raise ckpt_io.CheckpointError(f"{last_path}: checkpoint of a run with another config "
+                                          f"({old} vs {cfg_hash}); use a new --out")
+        if state["meta"].get("data_fingerprint") != data.fingerprint:
+            raise ckpt_io.CheckpointError(f"{last_path}: checkpoint was trained on other data; use a new --out")
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
+        history = list(state["history"])
+        log.info("fold %d: resuming from %s at epoch %d", fold, last_path, start_epoch + 1)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    writer = None
+    if cfg.train.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch + 1)
+        except ImportError:
+            log.info("tensorboard not installed; skipping event files")
+    train_loader = fold_data.loader("trn", batch_size=cfg.train.batch_size, conditions=model.train_conditions,
+                                    shuffle=True, seed=cfg.train.seed + fold)
+    show = sys.stderr.isatty() if progress is None else progress
+
+    for epoch in range(start_epoch, total_epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(epoch_seed(cfg.train.seed + fold, epoch))
+        train_loader.set_epoch(epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        n_items = 0
+        bar = tqdm(train_loader, desc=f"fold {fold} epoch {epoch + 1}/{total_epochs}", leave=False,
+                   disable=not show, unit="batch")
+        for batch in bar:
+            batch = batch.to(device)
+            with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
+                step = model.training_step(batch, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(step.loss).backward()
+            scaler.unscale_(optimizer)
+            for net in nets.values():
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.train.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            b = len(batch)
+            n_items += b
+            for k, v in {"loss": float(step.loss.detach()), **step.terms}.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * b
+            bar.set_postfix(loss=f"{sums['loss'] / n_items:.4f}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        train_secs = time.perf_counter() - t0
+        _, val_metrics = evaluate_split(model, fold_data, "val", sel_conds, cfg, device, data.label_names)
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr,
+                               **{f"train_{k}": v / max(n_items, 1) for k, v in sums.items()},
+                               **{f"val_{k}": v for k, v in _score(val_metrics, sel_conds).items()}}
+        if sel_split == "tst":
+            _, tst_metrics = evaluate_split(model, fold_data, "tst", sel_conds, cfg, device, data.label_names)
+            row.update({f"test_{k}": v for k, v in _score(tst_metrics, sel_conds).items()})
+        row["train_samples_per_s"] = n_items / train_secs
+        row["seconds"] = time.perf_counter() - t0
+        score = row[f"{'test' if sel_split == 'tst' else 'val'}_ua"]
+        improved = score > best_score
+        if improved:
+            best_score, best_epoch = score, epoch + 1
+            ckpt_io.save({"model": ckpt_io.model_state(model), "config": cfg.to_dict(),
+                          "meta": {**meta, "epoch": epoch + 1, "selection_score": score}}, out / ckpt_io.BEST)
+        history.append(row)
+        terms = " ".join(f"{k[6:]}={v:.4f}" for k, v in row.items()
+                         if k.startswith("train_") and k != "train_samples_per_s")
+        log.info("fold %d epoch %d/%d lr=%.2e %s | val WA=%.4f UA=%.4f F1=%.4f%s | %.0f samples/s%s",
+                 fold, epoch + 1, total_epochs, lr, terms, row["val_wa"], row["val_ua"], row["val_f1"],
+                 f" | TEST-SELECTED UA={row['test_ua']:.4f}" if sel_split == "tst" else "",
+                 row["train_samples_per_s"], " *" if improved else "")
+        if writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    writer.add_scalar(k.replace("_", "/", 1), v, epoch + 1)
+            writer.flush()
+        _write_history(out / "metrics.csv", history)
+        ckpt_io.save({"model": ckpt_io.model_state(model), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                      "best_score": best_score, "best_epoch": best_epoch, "history": history,
+                      "rng": {"torch": torch.get_rng_state()}, "config": cfg.to_dict(), "meta": meta}, last_path)
+    if writer is not None:
+        writer.close()
+    return _finish_fold(cfg, data, fold, out, fold_data, best_epoch, best_score, history, device)
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    from mer_lib import storage
+
+    keys: list[str] = []
+    for row in history:
+        keys.extend(k for k in row if k not in keys)
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    storage.write_text(str(path), buf.getvalue(), overwrite=True)
+
+
+def _finish_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out: Path, fold_data: FoldData,
+                 best_epoch: int, best_score: float, history: list[dict[str, Any]], device: torch.device) -> FoldResult:
+    """Reload the selected epoch and write test predictions and ``test_metrics.json``."""
+    from mer_lib import storage
+
+    model, _, _ = ckpt_io.load_trained(out / ckpt_io.BEST, device=device)
+    pred, metrics = evaluate_split(model, fold_data, "tst", TEST_CONDITIONS, cfg, device, data.label_names)
+    pred.insert(0, "fold", fold)
+    storage.write_text(str(out / "predictions_tst.csv"), pred.to_csv(index=False), overwrite=True)
+    result = {**metrics, "fold": fold, "best_epoch": best_epoch, "best_score": best_score,
+              "select_on": cfg.train.select_on, "model": cfg.model, "config_hash": cfg.hash(),
+              "data_fingerprint": data.fingerprint}
+    storage.write_text(str(out / "test_metrics.json"), json.dumps(result, indent=2) + "\n", overwrite=True)
+    avg = metrics.get("average", metrics.get(FULL_CONDITION))
+    log.info("fold %d done: best epoch %d (%s UA %.4f); test average WA=%.4f UA=%.4f, full UA=%.4f",
+             fold, best_epoch, "TEST" if cfg.train.select_on == "test_leak" else "val", best_score,
+             avg["wa"], avg["ua"], metrics[FULL_CONDITION]["ua"])
+    return FoldResult(fold, best_epoch, best_score, result, out, history)

@@ -1,0 +1,68 @@
+"""Config loading: packaged recipes, overrides, and errors that name the key and the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mer_lib.config import ConfigError, ExperimentConfig, config_from_dict, load_config
+
+
+def test_defaults_are_the_reference_values() -> None:
+    cfg = ExperimentConfig()
+    assert (cfg.data.dim_a, cfg.data.dim_v, cfg.data.dim_l) == (130, 342, 1024)
+    assert cfg.train.lr == 2e-4 and cfg.train.weight_decay == 0.0 and cfg.train.select_on == "val"
+    assert cfg.noise.beta_start == 0.01 and cfg.noise.beta_end == 0.5 and cfg.noise.steps == 100
+
+
+def test_overrides_parse_yaml_values_and_nest() -> None:
+    cfg = load_config("utt_fusion", overrides=["train.batch_size=7", "model_params.cmd_variant=scaled",
+                                               "eval.conditions=[a,v]", "train.amp=true"])
+    assert cfg.train.batch_size == 7 and cfg.model_params.cmd_variant == "scaled"
+    assert cfg.eval.conditions == ["a", "v"] and cfg.train.amp is True
+
+
+def test_config_file_layers_over_recipe(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("model: utt_shared\ntrain:\n  seed: 11\n")
+    cfg = load_config(None, f, ["train.lr=0.001"])
+    assert cfg.model == "utt_shared" and cfg.train.seed == 11 and cfg.train.lr == 0.001
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("train:\n  batchsize: 3\n", "unknown config key 'train.batchsize'"),
+    ("train:\n  batch_size: three\n", "train.batch_size: expected an integer"),
+    ("train:\n  batch_size: 0\n", "train.batch_size: 0 is below the minimum 1"),
+    ("train:\n  select_on: test\n", "train.select_on: 'test' is not one of val, test_leak"),
+    ("model_params:\n  cls_dropout: 1.5\n", "above the maximum"),
+    ("train: [1, 2\n", "malformed YAML"),
+    ("- 1\n- 2\n", "top level must be a mapping"),
+    ("train: 3\n", "train: expected a mapping"),
+])
+def test_bad_config_files_name_key_and_file(tmp_path: Path, text: str, needle: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config("utt_fusion", f)
+    assert needle in str(err.value)
+    assert str(f) in str(err.value)
+
+
+def test_bad_override_names_the_override() -> None:
+    with pytest.raises(ConfigError, match=r"--set train.nope=1: unknown config key 'train.nope'"):
+        load_config("utt_fusion", overrides=["train.nope=1"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config("utt_fusion", overrides=["train.seed"])
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config("utt_fusion", tmp_path / "absent.yaml")
+
+
+def test_round_trip_and_hash_is_stable() -> None:
+    cfg = load_config("utt_fusion", overrides=["train.seed=3"])
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg and again.hash() == cfg.hash()
+    assert load_config("utt_fusion", overrides=["train.seed=4"]).hash() != cfg.hash()
