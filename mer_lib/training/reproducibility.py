@@ -44,12 +44,12 @@ def package_versions() -> dict[str, str]:
 
     import mer_lib
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "scikit-learn": sklearn.__version__, "mer_lib": mer_lib.__version__}
+    out = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(np.__version__),
+           "scikit-learn": str(sklearn.__version__), "mer_lib": str(mer_lib.__version__)}
     try:
         import kfp
 
-        out["kfp"] = kfp.__version__
+        out["kfp"] = str(kfp.__version__)
     except ImportError:
         pass
     try:

@@ -1,0 +1,145 @@
+"""The training engine: outputs, resume after a kill, selection protocols, teacher checks, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from mer_lib.training import checkpoint as ckpt_io
+from mer_lib.training.api import parse_folds, train
+from mer_lib.training.engine import linear_decay
+
+FAST = ["train.batch_size=16", "train.eval_batch_size=256", "train.tensorboard=false"]
+
+
+def test_linear_decay_matches_reference_policy() -> None:
+    f = linear_decay(2, 2)
+    assert [round(f(i), 6) for i in range(4)] == [1.0, 1.0, round(2 / 3, 6), round(1 / 3, 6)]
+
+
+def test_parse_folds() -> None:
+    assert parse_folds("1-3,5") == [1, 2, 3, 5] and parse_folds(4) == [4]
+    with pytest.raises(ValueError, match="expected e.g. 1-10"):
+        parse_folds("3-1")
+
+
+def test_one_epoch_utt_fusion_writes_everything(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = train("utt_fusion", str(tiny_data), str(out), "1", epochs=1,
+                    overrides=["train.batch_size=16", "train.tensorboard=true"])
+    fold = out / "fold_1"
+    for name in ("best.pt", "last.pt", "config.yaml", "metrics.csv", "predictions_tst.csv", "test_metrics.json"):
+        assert (fold / name).exists(), name
+    assert any((fold / "tb").iterdir())
+    metrics = json.loads((fold / "test_metrics.json").read_text())
+    assert {"a", "v", "l", "av", "al", "vl", "avl", "average"} <= set(metrics)
+    assert metrics["select_on"] == "val" and 0.0 <= metrics["average"]["ua"] <= 1.0
+    ckpt = torch.load(fold / "best.pt", weights_only=True)
+    assert ckpt["meta"]["data_fingerprint"] == summary["data_fingerprint"]
+    assert ckpt["meta"]["fold"] == 1 and "torch" in ckpt["meta"]["versions"]
+    pred = pd.read_csv(fold / "predictions_tst.csv")
+    n_tst = len(pred[pred.condition == "avl"])
+    assert len(pred) == 7 * n_tst and set(pred.condition) == {"a", "v", "l", "av", "al", "vl", "avl"}
+    hist = pd.read_csv(fold / "metrics.csv")
+    assert list(hist.epoch) == [1] and {"train_loss", "val_ua", "val_wa", "val_f1"} <= set(hist.columns)
+    run = json.loads((out / "run.json").read_text())
+    assert run["model"] == "utt_fusion" and run["folds"] == [1]
+
+
+def test_killed_run_resumes_to_the_same_result(tiny_data: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = tmp_path / "straight"
+    train("utt_fusion", str(tiny_data), str(straight), "2", epochs=3, overrides=FAST)
+
+    killed = tmp_path / "killed"
+    real_save = ckpt_io.save
+    calls = {"last": 0}
+
+    def save_then_die(obj: dict, path: str | Path) -> None:
+        real_save(obj, path)
+        if Path(path).name == ckpt_io.LAST:
+            calls["last"] += 1
+            if calls["last"] == 2:
+                raise KeyboardInterrupt("simulated kill after epoch 2")
+
+    monkeypatch.setattr(ckpt_io, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train("utt_fusion", str(tiny_data), str(killed), "2", epochs=3, overrides=FAST)
+    monkeypatch.setattr(ckpt_io, "save", real_save)
+    assert not (killed / "fold_2" / "test_metrics.json").exists()
+    train("utt_fusion", str(tiny_data), str(killed), "2", epochs=3, overrides=FAST)
+
+    a = torch.load(straight / "fold_2" / "last.pt", weights_only=True)
+    b = torch.load(killed / "fold_2" / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 2
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    ma = json.loads((straight / "fold_2" / "test_metrics.json").read_text())
+    mb = json.loads((killed / "fold_2" / "test_metrics.json").read_text())
+    assert ma["average"] == mb["average"] and ma["best_epoch"] == mb["best_epoch"]
+    hist = pd.read_csv(killed / "fold_2" / "metrics.csv")
+    assert list(hist.epoch) == [1, 2, 3]
+
+
+def test_finished_fold_is_skipped_and_other_config_refused(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train("utt_fusion", str(tiny_data), str(out), "1", epochs=1, overrides=FAST)
+    stamp = (out / "fold_1" / "best.pt").stat().st_mtime_ns
+    train("utt_fusion", str(tiny_data), str(out), "1", epochs=1, overrides=FAST)
+    assert (out / "fold_1" / "best.pt").stat().st_mtime_ns == stamp
+    with pytest.raises(ckpt_io.CheckpointError, match="another config"):
+        train("utt_fusion", str(tiny_data), str(out), "1", epochs=2, overrides=FAST)
+
+
+def test_test_leak_selection_is_labelled(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "leak"
+    train("utt_fusion", str(tiny_data), str(out), "1", epochs=1, overrides=[*FAST, "train.select_on=test_leak"])
+    metrics = json.loads((out / "fold_1" / "test_metrics.json").read_text())
+    assert metrics["select_on"] == "test_leak"
+    assert "test_ua" in pd.read_csv(out / "fold_1" / "metrics.csv").columns
+
+
+def test_stage_two_teacher_checks(tiny_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ckpt_io.CheckpointError, match="needs --teacher"):
+        train("ifmmin", str(tiny_data), str(tmp_path / "s2"), "1", epochs=1, overrides=FAST)
+    with pytest.raises(ckpt_io.CheckpointError, match="no trained checkpoint"):
+        train("ifmmin", str(tiny_data), str(tmp_path / "s2b"), "1", epochs=1, overrides=FAST,
+              teacher=str(tmp_path / "nothing"))
+    fusion = tmp_path / "fusion"
+    train("utt_fusion", str(tiny_data), str(fusion), "1", epochs=1, overrides=FAST)
+    with pytest.raises(ckpt_io.CheckpointError, match="teacher is a 'utt_fusion' model"):
+        train("ifmmin", str(tiny_data), str(tmp_path / "s2c"), "1", epochs=1, overrides=FAST, teacher=str(fusion))
+    with pytest.raises(ckpt_io.CheckpointError, match=r"no trained checkpoint \(best.pt\) for fold 2"):
+        train("mmin", str(tiny_data), str(tmp_path / "s2d"), "2", epochs=1, overrides=FAST, teacher=str(fusion))
+
+
+def test_two_stage_ifmmin_and_cli(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mer_lib.cli import main
+
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    assert main(["train", "--model", "utt_shared", "--data", str(tiny_data), "--fold", "1", "--out", str(s1),
+                 "--epochs", "1", "--no-progress", *[x for o in FAST for x in ("--set", o)]]) == 0
+    assert main(["train", "--model", "ifmmin", "--data", str(tiny_data), "--fold", "1", "--out", str(s2),
+                 "--teacher", str(s1), "--epochs", "1", "--no-progress",
+                 *[x for o in FAST for x in ("--set", o)]]) == 0
+    out = capsys.readouterr().out
+    assert "ifmmin" in out and "fold 1: best epoch 1" in out
+    metrics = json.loads((s2 / "fold_1" / "test_metrics.json").read_text())
+    assert metrics["model"] == "ifmmin"
+    # the stage-2 checkpoint does not carry the frozen teacher but reloads on its own
+    model, cfg, meta = ckpt_io.load_trained(s2, fold=1)
+    assert cfg.model == "ifmmin" and not model.training
+
+
+def test_cli_reports_bad_input_without_traceback(tiny_data: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from mer_lib.cli import main
+
+    code = main(["train", "--model", "utt_fusion", "--data", str(tiny_data), "--folds", "12", "--out",
+                 str(tmp_path / "x")])
+    assert code == 2
+    assert "fold(s) [12] not in the feature set" in capsys.readouterr().err
