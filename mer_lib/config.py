@@ -70,6 +70,7 @@ class ModelConfig:
                           help="unscaled = reference; scaled = original CMD with 1/|b-a|^k")
     cmd_eps: float = _f(1e-12, min=0.0, help="epsilon inside the CMD norms (0 = reference, NaN-prone)")
     cmd_weight: float = _f(1.0, min=0.0)
+    cmd_bounds: list = _f([], help="scaled CMD: feature bounds [a, b]; empty = the batch's joint range")
     ae_layers: list = _f([256, 128, 64])
     ae_blocks: int = _f(5, min=1)
     ifim_variant: str = _f("head", choices=("head", "paper"),
@@ -79,6 +80,8 @@ class ModelConfig:
     invariant_weight: float = _f(100.0, min=0.0, help="IF-MMIN w_inv (100 intended; NMER uses 1)")
     availability_mask: bool = _f(False, help="feed an explicit (a,v,l) availability mask (improved)")
     teacher_cache: bool = _f(True, help="compute frozen-teacher targets once per utterance where exact")
+    fast_missing: bool = _f(True, help="encode a missing (all-zero) modality once per batch and scatter it "
+                            "to the samples lacking it (exact; false = encode every zero sequence)")
     # NMER
     vae_layers: int = _f(5, min=1)
     vae_heads: int = _f(8, min=1)

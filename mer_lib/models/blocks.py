@@ -18,6 +18,10 @@ Faithful defaults reproduce the reference networks layer for layer (and paramete
 ``pool="masked_maxpool"`` (improved recipe) restricts the max over time to the true length.  A
 unidirectional LSTM's outputs before the pads do not depend on the pads, so this equals running a
 packed sequence.  Every encoder takes ``lengths=None`` (pool over the whole padded sequence).
+
+Both sequence encoders split into ``features`` (deterministic given the weights) and ``head``
+(dropout and projection), so that the output on an all-zero input can be computed once and
+scattered before the per-sample dropout (see :mod:`mer_lib.models.encoding`).
 """
 
 from __future__ import annotations
@@ -58,13 +62,21 @@ class LSTMEncoder(nn.Module):
         self.output_dim = hidden_size
         self.rnn = nn.LSTM(input_dim, hidden_size, num_layers=1, batch_first=True, bidirectional=False)
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """Embed ``x`` [B, T, D]; ``lengths`` [B] is used only by ``masked_maxpool``."""
         out, _ = self.rnn(x)
         if self.pool == "masked_maxpool" and lengths is not None:
             valid = time_mask(lengths, out.shape[1]).unsqueeze(-1)
             out = out.masked_fill(~valid, float("-inf"))
         return out.max(dim=1).values
+
+    def head(self, feats: torch.Tensor) -> torch.Tensor:
+        """Identity (the LSTM encoder has no stochastic part); mirrors :meth:`TextCNN.head`."""
+        return feats
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Embed ``x`` [B, T, D] -> [B, hidden_size]."""
+        return self.features(x, lengths)
 
 
 class TextCNN(nn.Module):

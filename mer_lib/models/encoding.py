@@ -1,0 +1,164 @@
+"""Modality encoders under a missing-modality mask, and a cache of frozen per-utterance embeddings.
+
+The reference encodes a missing modality as an all-zero sequence that still runs through the
+encoder (spec section 1.4).  The encoder's output on zeros depends only on the padded length, so
+:func:`encode_masked` computes it once per batch and scatters it to every sample lacking the
+modality (``fast=True``); ``fast=False`` multiplies the input by the mask and encodes every row, as
+the reference does.  Both give the same numbers (up to float summation order), including the
+gradient, and dropout is still drawn per sample because the scatter happens before ``head``.
+
+With ``masked_maxpool`` a missing modality is an all-zero sequence of length 1, so its embedding
+does not reveal the true length of the data that was removed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mer_lib.config import ExperimentConfig
+from mer_lib.models.blocks import LSTMEncoder, TextCNN
+
+#: Position of each modality in ``Batch.mask`` / ``Batch.lengths`` (order a, v, l).
+MASK_COLUMN: dict[str, int] = {"a": 0, "v": 1, "l": 2}
+#: Order of the embeddings in every fused vector (reference: [A, L, V]).
+FUSION_ORDER: tuple[str, ...] = ("a", "l", "v")
+
+Encoder = LSTMEncoder | TextCNN
+
+
+def build_encoders(cfg: ExperimentConfig) -> dict[str, Encoder]:
+    """The three modality encoders of ``cfg``: ``{"a": LSTM, "v": LSTM, "l": TextCNN}``."""
+    mp = cfg.model_params
+    return {
+        "a": LSTMEncoder(cfg.data.dim_a, mp.embd_size, pool=mp.lstm_pool),
+        "v": LSTMEncoder(cfg.data.dim_v, mp.embd_size, pool=mp.lstm_pool),
+        "l": TextCNN(cfg.data.dim_l, mp.embd_size, kernel_heights=mp.text_kernels, dropout=mp.text_dropout,
+                     pool=mp.lstm_pool),
+    }
+
+
+def uses_lengths(enc: nn.Module) -> bool:
+    """True when ``enc`` pools over true lengths (its output then ignores the padded length)."""
+    return getattr(enc, "pool", "maxpool") == "masked_maxpool"
+
+
+def _scatter(parts: list[tuple[torch.Tensor, torch.Tensor]], batch: int) -> torch.Tensor:
+    """Rows ``idx`` of the [batch, F] result come from each ``(idx, values)`` pair (differentiable)."""
+    first = parts[0][1]
+    out = first.new_zeros(batch, first.shape[1])
+    for idx, values in parts:
+        if idx.numel():
+            out = out.index_copy(0, idx, values.expand(idx.numel(), -1) if values.shape[0] == 1 else values)
+    return out
+
+
+def encode_masked(enc: Encoder, x: torch.Tensor, avail: torch.Tensor, lengths: torch.Tensor,
+                  fast: bool = True) -> torch.Tensor:
+    """Encode ``x`` [B, T, D] where ``avail`` [B] (1/0) says which samples have the modality.
+
+    Args:
+        enc: an encoder with ``features``/``head`` (LSTMEncoder or TextCNN).
+        x: full (unmasked) padded features.
+        avail: availability of this modality per sample.
+        lengths: true lengths [B] (used only by ``masked_maxpool`` encoders).
+        fast: encode the all-zero input once and scatter it (exact); False = reference computation.
+
+    Returns:
+        Embeddings [B, emb].
+    """
+    masked = uses_lengths(enc)
+    on = avail > 0
+    if not fast:
+        xin = x * avail.to(x.dtype).view(-1, 1, 1)
+        lin = torch.where(on, lengths, torch.ones_like(lengths)) if masked else None
+        return enc(xin, lin)
+    n = x.shape[0]
+    n_on = int(on.sum())
+    if n_on == n:
+        return enc(x, lengths if masked else None)
+    idx_on = on.nonzero().squeeze(1)
+    idx_off = (~on).nonzero().squeeze(1)
+    zero = x.new_zeros(1, x.shape[1], x.shape[2])
+    zero_feat = enc.features(zero, lengths.new_ones(1) if masked else None)
+    parts = [(idx_off, zero_feat)]
+    if n_on:
+        parts.append((idx_on, enc.features(x[idx_on], lengths[idx_on] if masked else None)))
+    return enc.head(_scatter(parts, n))
+
+
+def encode_fused(encoders: dict[str, Encoder], feats: dict[str, torch.Tensor], mask: torch.Tensor,
+                 lengths: torch.Tensor, fast: bool = True) -> dict[str, torch.Tensor]:
+    """Encode every modality of a batch under its mask; returns ``{"a": e_A, "l": e_L, "v": e_V}``."""
+    return {m: encode_masked(encoders[m], feats[m], mask[:, MASK_COLUMN[m]], lengths[:, MASK_COLUMN[m]], fast)
+            for m in FUSION_ORDER}
+
+
+def fuse(parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Concatenate per-modality vectors in the reference order [A, L, V]."""
+    return torch.cat([parts[m] for m in FUSION_ORDER], dim=-1)
+
+
+class EmbeddingCache:
+    """Frozen-encoder outputs per utterance, keyed by (store row, padded length).
+
+    An embedding is valid only for the padded length it was computed at, because the reference
+    LSTM and max-pool run over the pads (encoders with ``masked_maxpool`` use key 0: their output
+    ignores padding).  V and L are stored at a fixed padded length, so after one epoch they always
+    hit; A, padded to each batch's maximum, mostly misses and is recomputed.  Tensors are kept
+    outside ``state_dict`` and dropped by :meth:`clear`.
+    """
+
+    def __init__(self) -> None:
+        self._emb: dict[str, torch.Tensor] = {}
+        self._key: dict[str, torch.Tensor] = {}
+        self._zero: dict[tuple[str, int], torch.Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def clear(self) -> None:
+        """Forget everything (a new teacher, or another feature store)."""
+        self._emb.clear()
+        self._key.clear()
+        self._zero.clear()
+        self.hits = self.misses = 0
+
+    def _table(self, name: str, rows: int, dim: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        emb, key = self._emb.get(name), self._key.get(name)
+        if emb is None or emb.device != like.device or emb.shape[1] != dim:
+            emb = like.new_zeros(0, dim)
+            key = torch.zeros(0, dtype=torch.long, device=like.device)
+        if emb.shape[0] < rows:
+            grow = max(rows, int(emb.shape[0] * 1.5) + 64)
+            emb = torch.cat([emb, like.new_zeros(grow - emb.shape[0], dim)])
+            key = torch.cat([key, key.new_full((grow - key.shape[0],), -1)])
+        self._emb[name], self._key[name] = emb, key
+        return emb, key
+
+    @torch.no_grad()
+    def embed(self, name: str, enc: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
+              index: torch.Tensor) -> torch.Tensor:
+        """``enc(x)`` [n, emb] for the rows ``index`` [n] of the store, computing only the misses."""
+        padded = 0 if uses_lengths(enc) else int(x.shape[1])
+        probe = enc(x[:1], lengths[:1]) if name not in self._emb else self._emb[name][:1]
+        emb, key = self._table(name, int(index.max()) + 1, probe.shape[1], probe)
+        miss = (key[index] != padded).nonzero().squeeze(1)
+        self.misses += int(miss.numel())
+        self.hits += int(index.numel() - miss.numel())
+        if miss.numel():
+            rows = index[miss]
+            emb[rows] = enc(x[miss], lengths[miss]).to(emb.dtype)
+            key[rows] = padded
+        return emb[index]
+
+    @torch.no_grad()
+    def zero(self, name: str, enc: nn.Module, like: torch.Tensor) -> torch.Tensor:
+        """``enc`` of an all-zero sequence shaped like one row of ``like`` [B, T, D] -> [1, emb]."""
+        masked = uses_lengths(enc)
+        k = (name, 0 if masked else int(like.shape[1]))
+        hit = self._zero.get(k)
+        if hit is None or hit.device != like.device:
+            lengths = torch.ones(1, dtype=torch.long, device=like.device)
+            hit = enc(like.new_zeros(1, like.shape[1], like.shape[2]), lengths if masked else None)
+            self._zero[k] = hit
+        return hit

@@ -1,0 +1,74 @@
+"""``utt_shared``: IF-MMIN stage 1, invariant-feature pretraining (spec section 4.1).
+
+e_m = enc_m(x_m) and s_m = Shared(e_m) for m in {A, L, V} (one SharedEncoder for all three);
+logits = FcClassifier(768, [128, 128], C, p=0.3)([e_A, e_L, e_V, s_A, s_L, s_V]).
+Loss = CE + cmd_weight * (CMD(s_L, s_V) + CMD(s_L, s_A) + CMD(s_A, s_V)) / 3 with CMD of order
+``cmd_k`` = 5; ``cmd_variant`` / ``cmd_eps`` / ``cmd_bounds`` select the reference (unscaled) or the
+original range-scaled CMD.  2,145,796 trainable parameters with the default SharedEncoder.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mer_lib.config import ExperimentConfig
+from mer_lib.data.dataset import Batch
+from mer_lib.models.base import MERModel, StepOutput
+from mer_lib.models.blocks import FcClassifier, SharedEncoder, init_reference
+from mer_lib.models.cmd import mean_pairwise_cmd
+from mer_lib.models.encoding import build_encoders, encode_fused, fuse
+
+
+class UttShared(MERModel):
+    """Specific + invariant utterance features, classified jointly; CMD aligns the invariant ones."""
+
+    name = "utt_shared"
+    needs_teacher = False
+    train_conditions = "full"
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        mp = cfg.model_params
+        enc = build_encoders(cfg)
+        self.netA, self.netL, self.netV = enc["a"], enc["l"], enc["v"]
+        self.netShared = SharedEncoder(mp.embd_size, variant=mp.shared_encoder, dropout=mp.shared_dropout)
+        cls_in = 6 * mp.embd_size + (3 if mp.availability_mask else 0)
+        self.netC = FcClassifier(cls_in, mp.cls_layers, cfg.data.num_classes, dropout=mp.cls_dropout,
+                                 use_bn=mp.cls_bn)
+        init_reference(self)
+
+    def subnets(self) -> dict[str, nn.Module]:
+        """``A``, ``L``, ``V`` encoders, the shared encoder ``Shared`` and classifier ``C``."""
+        return {"A": self.netA, "L": self.netL, "V": self.netV, "Shared": self.netShared, "C": self.netC}
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return ``(logits [B, C], invariant features {"a", "l", "v"} -> [B, emb])``."""
+        emb = encode_fused({"a": self.netA, "l": self.netL, "v": self.netV}, batch.features(), batch.mask,
+                           batch.lengths, fast=self.cfg.model_params.fast_missing)
+        shared = {m: self.netShared(e) for m, e in emb.items()}
+        x = torch.cat([fuse(emb), fuse(shared)], dim=-1)
+        if self.cfg.model_params.availability_mask:
+            x = torch.cat([x, batch.mask.to(x.dtype)], dim=-1)
+        return self.netC(x)[0], shared
+
+    def cmd_loss(self, shared: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean of the three pairwise CMDs between the invariant features (reference pair order)."""
+        mp = self.cfg.model_params
+        return mean_pairwise_cmd([shared["l"], shared["a"], shared["v"]], k=mp.cmd_k, eps=mp.cmd_eps,
+                                 variant=mp.cmd_variant, bounds=mp.cmd_bounds or None,
+                                 pairs=[(0, 2), (0, 1), (1, 2)])
+
+    def training_step(self, batch: Batch, epoch: int) -> StepOutput:
+        """CE + cmd_weight * mean pairwise CMD."""
+        logits, shared = self(batch)
+        ce = F.cross_entropy(logits, batch.label)
+        cmd = self.cmd_loss(shared)
+        loss = ce + self.cfg.model_params.cmd_weight * cmd
+        return StepOutput(logits=logits, loss=loss, terms={"ce": float(ce.detach()), "cmd": float(cmd.detach())})
+
+    def predict_logits(self, batch: Batch) -> torch.Tensor:
+        """Evaluation forward (missing inputs zero-filled via the mask)."""
+        return self(batch)[0]
