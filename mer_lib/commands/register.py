@@ -1,0 +1,119 @@
+"""``mer register``: add a trained model to the registry (and maybe promote it), or list versions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``register`` command."""
+    p = sub.add_parser("register", help="register a trained model version, or list the registered ones")
+    p.add_argument("--registry", required=True, help="registry root: local directory or gs:// URI")
+    p.add_argument("--name", required=True, help="model name in the registry (e.g. ifmmin)")
+    p.add_argument("--list", action="store_true", help="list the versions and the champion, then exit")
+    p.add_argument("--model-dir", help="trained model/run directory to copy (local or gs://)")
+    p.add_argument("--metrics", help="metrics.json from `mer evaluate`")
+    p.add_argument("--config", help="resolved config YAML/JSON (default: config.yaml in --model-dir "
+                                    "or its first fold_*/ directory)")
+    p.add_argument("--data", help="training feature set, for the model card (default: run.json's 'data')")
+    p.add_argument("--fingerprint", help="data fingerprint (default: run.json's 'data_fingerprint')")
+    p.add_argument("--run-id", default="", help="KFP run id recorded with the version")
+    p.add_argument("--promote", action="store_true", help="make it the champion if it beats the current one")
+    p.add_argument("--metric", default="average_ua", help="primary metric compared on --promote")
+    p.add_argument("--margin", type=float, default=0.0, help="required improvement over the champion")
+    p.add_argument("--lower-is-better", action="store_true", help="the metric is a loss/error")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Register (and optionally promote) a version, or print the list."""
+    from mer_lib.registry import open_registry
+
+    registry = open_registry(args.registry)
+    if args.list:
+        return _print_list(registry, args.name)
+    if not args.model_dir or not args.metrics:
+        raise ValueError("--model-dir and --metrics are required to register (or use --list)")
+    metrics = _read_json(args.metrics)
+    run_info = _run_info(args.model_dir)
+    fingerprint = args.fingerprint or run_info.get("data_fingerprint")
+    if not fingerprint:
+        raise ValueError(f"{args.model_dir}: no run.json with 'data_fingerprint'; pass --fingerprint")
+    data_uri = args.data or run_info.get("data", "")
+    config = _read_config(args.config, args.model_dir)
+    from mer_lib.registry import CardContext
+
+    context = (CardContext.from_featureset(data_uri, **_card_fields(run_info, config, args.metric)) if data_uri
+               else CardContext(**_card_fields(run_info, config, args.metric)))
+    version = registry.register(args.name, args.model_dir, metrics=metrics, data_fingerprint=fingerprint,
+                                config=config, run_id=args.run_id, card_context=context)
+    print(f"registered {args.name} v{version.number} at {version.uri}")
+    if args.promote:
+        promoted, reason = registry.promote_if_better(args.name, version.number, args.metric, args.margin,
+                                                      higher_is_better=not args.lower_is_better)
+        print(("promoted: " if promoted else "not promoted: ") + reason)
+    return 0
+
+
+def _print_list(registry: Any, name: str) -> int:
+    champion = registry.champion(name)
+    versions = registry.list_versions(name)
+    if not versions:
+        print(f"no versions of {name}")
+        return 0
+    for v in versions:
+        mark = "*" if champion is not None and v.number == champion.number else " "
+        primary = v.metrics.get("average_ua")
+        score = f"average_ua={primary:.4f}" if isinstance(primary, (int, float)) else ""
+        print(f"{mark} v{v.number:<4d} {v.created_at}  data={v.data_fingerprint[:12]}  run={v.run_id or '-'}  "
+              f"{score}".rstrip())
+    print("(* champion)" if champion is not None else "(no champion yet)")
+    return 0
+
+
+def _read_json(uri: str) -> dict[str, Any]:
+    from mer_lib import storage
+
+    try:
+        data = json.loads(storage.read_text(uri))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{uri}: malformed JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{uri}: expected a JSON object")
+    return data
+
+
+def _run_info(model_dir: str) -> dict[str, Any]:
+    from mer_lib import storage
+
+    uri = storage.join(model_dir, "run.json")
+    return _read_json(uri) if storage.exists(uri) else {}
+
+
+def _read_config(config: str | None, model_dir: str) -> dict[str, Any]:
+    """The resolved config: ``--config``, else the one training saved in the run directory."""
+    import yaml
+
+    from mer_lib import storage
+
+    if config is None:
+        local = storage.localize(model_dir)
+        found = sorted(Path(local).glob("config.yaml")) or sorted(Path(local).glob("fold_*/config.yaml"))
+        if not found:
+            raise ValueError(f"{model_dir}: no config.yaml (nor fold_*/config.yaml); pass --config")
+        config = str(found[0])
+    try:
+        data = yaml.safe_load(storage.read_text(config))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{config}: malformed YAML/JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{config}: expected a mapping")
+    return data
+
+
+def _card_fields(run_info: dict[str, Any], config: dict[str, Any], metric: str) -> dict[str, Any]:
+    return {"model_type": str(run_info.get("model") or config.get("model") or ""),
+            "selection_protocol": str(run_info.get("select_on") or ""), "primary_metric": metric}
