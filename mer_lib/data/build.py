@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mer_lib.conditions import MODALITIES
 from mer_lib.data.featureset import (
     LABEL_NAMES,
     FeatureSpec,
@@ -37,7 +38,7 @@ def fold_mean_std(store: FeatureStore, train_ids: list[str]) -> tuple[np.ndarray
 def finalize_featureset(root: str | Path, spec: FeatureSpec, labels: dict[str, int],
                         speakers: dict[str, tuple[int | str, str, str]], *,
                         label_names: tuple[str, ...] = LABEL_NAMES, write_targets: bool = True,
-                        extra_meta: dict | None = None) -> dict:
+                        extra_meta: dict | None = None, modalities: tuple[str, ...] = MODALITIES) -> dict:
     """Write folds (speaker-independent), per-fold A statistics, ``manifest.csv`` and ``featureset.json``.
 
     Args:
@@ -48,13 +49,14 @@ def finalize_featureset(root: str | Path, spec: FeatureSpec, labels: dict[str, i
         label_names: class names in index order.
         write_targets: build folds from speakers (False: keep existing ``target/``).
         extra_meta: provenance merged into ``featureset.json`` (generator, seed, licences, ...).
+        modalities: the modality files present (A statistics are written only when ``a`` is one).
 
     Returns:
         The metadata dict written to ``featureset.json`` (includes the fingerprint).
     """
     root = Path(root)
     ids = sorted(labels)
-    store = FeatureStore(root, spec, ids=ids)
+    store = FeatureStore(root, spec, ids=ids, modalities=modalities)
     if write_targets:
         folds = speaker_folds({u: speakers[u][1] for u in ids}, {u: speakers[u][0] for u in ids})
         write_folds(root, folds, labels, num_classes=len(label_names))
@@ -63,6 +65,7 @@ def finalize_featureset(root: str | Path, spec: FeatureSpec, labels: dict[str, i
         from mer_lib.data.featureset import list_folds
 
         train_ids = {k: read_split(root, k, "trn").ids for k in list_folds(root)}
-    write_mean_std(root, spec, {k: fold_mean_std(store, t) for k, t in train_ids.items()})
+    if "a" in modalities:
+        write_mean_std(root, spec, {k: fold_mean_std(store, t) for k, t in train_ids.items()})
     build_manifest(store, labels, label_names, speakers).to_csv(root / "manifest.csv", index=False)
     return write_metadata(root, spec, label_names=label_names, extra=extra_meta)

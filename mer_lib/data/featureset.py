@@ -157,7 +157,8 @@ def data_files(root: str | Path, spec: FeatureSpec | None = None) -> list[Path]:
     for m in MODALITIES:
         d = root / MODALITY_DIR[m]
         if spec is not None:
-            files.append(spec.path(root, m))
+            if m in spec.names:  # a set extracted for a subset of modalities has no file for the others
+                files.append(spec.path(root, m))
         elif d.is_dir():
             files.extend(sorted(p for p in d.glob("*.h5") if not p.name.endswith("_mean_std.h5")))
     tdir = root / "target"
