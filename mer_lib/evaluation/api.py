@@ -1,0 +1,476 @@
+"""``evaluate_run`` and ``compare_runs``: the entry points of ``mer evaluate``, ``mer report`` and the
+KFP evaluation components.
+
+An evaluation directory holds (tables as both CSV and parquet)::
+
+    fold_metrics.{csv,parquet}   tidy per-fold rows: model, select_on, noise, level, fold, condition, metric, value, n
+    summary.{csv,parquet}        the same rows aggregated over folds: mean (the papers' number), std, min, max
+    confusion.{csv,parquet}      per-fold confusion counts (rows true, columns pred)
+    predictions.parquet          every prediction (evaluate only): model, noise, level, fold, id, condition, ...
+    metrics.json                 the primary metric and all flat metrics (what pipelines gate on)
+    evaluation.json              provenance: model dir(s), data, fingerprints, folds, noise config, timings
+    report.md, report.html       the human-readable report (HTML self-contained, embedded PNG plots)
+
+The directory is built in a staging area and published atomically; an existing non-empty output
+directory is never overwritten unless asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from mer_lib import storage
+from mer_lib.conditions import ALL_CONDITIONS, MISSING_CONDITIONS, MODALITIES, parse_conditions
+from mer_lib.config import ConfigError, EvalConfig, ExperimentConfig, NoiseConfig, load_config
+from mer_lib.data.dataset import FoldData
+from mer_lib.data.featureset import (
+    LABEL_NAMES,
+    FeatureStore,
+    fingerprint,
+    list_folds,
+    read_metadata,
+    spec_for,
+)
+from mer_lib.evaluation.aggregate import (
+    CONFUSION_COLUMNS,
+    FOLD_COLUMNS,
+    aggregate_folds,
+    concat,
+    confusion_frame,
+    flat_metrics,
+    metrics_frame,
+    primary_value,
+)
+from mer_lib.evaluation.metrics import condition_metrics
+from mer_lib.evaluation.noise_grid import grid_cells, run_grid
+from mer_lib.evaluation.report import render_html, render_markdown
+
+log = logging.getLogger(__name__)
+
+RUN_JSON = "run.json"
+EVALUATION_JSON = "evaluation.json"
+METRICS_JSON = "metrics.json"
+#: Noise types of the NMER paper, evaluated by default in a noise grid.
+DEFAULT_NOISE_TYPES: tuple[str, ...] = ("gaussian", "impulse")
+
+
+class EvaluationError(ValueError):
+    """Evaluation inputs do not fit together (the message names the path and the mismatch)."""
+
+
+@dataclass
+class Evaluation:
+    """The tables of one evaluation (one or several models) plus its provenance."""
+
+    fold_metrics: pd.DataFrame
+    confusion: pd.DataFrame
+    label_names: tuple[str, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+    predictions: pd.DataFrame | None = None
+
+
+# --------------------------------------------------------------------------------------- checks
+
+def _data_labels(root: Path, num_classes: int) -> tuple[str, ...]:
+    """Label names of a feature set (``featureset.json``, else the first ``num_classes`` IEMOCAP names)."""
+    names = read_metadata(root).get("label_names")
+    return tuple(names) if names else LABEL_NAMES[:num_classes]
+
+
+def check_compatible(where: str, cfg: ExperimentConfig, meta: dict[str, Any], store: FeatureStore,
+                     data: str, label_names: tuple[str, ...]) -> None:
+    """Refuse to evaluate a checkpoint on features or labels it was not trained for.
+
+    Args:
+        where: the checkpoint path (for the message).
+        cfg: the checkpoint's config.
+        meta: the checkpoint's meta (``label_names``, ``data_fingerprint`` ...).
+        store: the loaded feature set.
+        data: the feature set's path/URI (for the message).
+        label_names: the feature set's label names.
+
+    Raises:
+        EvaluationError: feature dimensions or the label set differ.
+    """
+    trained = {"a": cfg.data.dim_a, "v": cfg.data.dim_v, "l": cfg.data.dim_l}
+    if trained != dict(store.spec.dims):
+        show = ", ".join(f"{m}={trained[m]}" for m in MODALITIES)
+        have = ", ".join(f"{m}={store.spec.dims.get(m)}" for m in MODALITIES)
+        raise EvaluationError(f"{where}: trained on feature dimensions {show}, but {data} has {have}")
+    trained_labels = tuple(meta.get("label_names") or LABEL_NAMES[: cfg.data.num_classes])
+    if trained_labels != tuple(label_names):
+        raise EvaluationError(f"{where}: trained on labels {list(trained_labels)}, but {data} has "
+                              f"{list(label_names)}")
+    names = {"a": cfg.data.feature_a, "v": cfg.data.feature_v, "l": cfg.data.feature_l}
+    if names != dict(store.spec.names):
+        log.warning("%s: trained on features %s, evaluating on %s (same dimensions)", where, names,
+                    dict(store.spec.names))
+
+
+def _resolve_folds(model_dir: Path, folds: str | Sequence[int] | None, run: dict[str, Any]) -> list[int]:
+    from mer_lib.training.api import parse_folds
+
+    if folds is not None:
+        return parse_folds(list(folds) if not isinstance(folds, (str, int)) else folds)
+    if run.get("folds"):
+        return [int(k) for k in run["folds"]]
+    found = sorted(int(p.name[5:]) for p in model_dir.glob("fold_*") if p.name[5:].isdigit())
+    if not found:
+        raise EvaluationError(f"{model_dir}: no fold_<k> directories and no {RUN_JSON}; is this a run directory?")
+    return found
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise EvaluationError(f"{path}: malformed JSON: {exc}") from exc
+
+
+def _noise_config(noise_set: Sequence[str] | None) -> NoiseConfig:
+    """The evaluation noise recipe: the reference NMER scheduler plus ``key=value`` overrides."""
+    try:
+        return load_config(None, None, [f"noise.{item}" for item in (noise_set or [])]).noise
+    except ConfigError as exc:
+        raise EvaluationError(f"--noise-set: {exc}") from exc
+
+
+def _show_progress(progress: bool | None) -> bool:
+    return sys.stderr.isatty() if progress is None else progress
+
+
+# ----------------------------------------------------------------------------------- evaluation
+
+def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | None = None, *,
+                       name: str | None = None, conditions: Sequence[str] | str | None = None,
+                       noise_grid: bool = False, noise_types: Sequence[str] | None = None,
+                       noise_levels: Sequence[int] | None = None, noise_set: Sequence[str] | None = None,
+                       batch_size: int | None = None, device: str = "cpu",
+                       progress: bool | None = None) -> Evaluation:
+    """Predict and score every fold of a run directory (no files written).
+
+    Args:
+        model_dir: run directory of ``mer train`` (``fold_<k>/best.pt`` per fold), local or gs://.
+        data: feature-set directory or gs:// URI.
+        folds: fold spec (``"1-10"``, list); default: the folds recorded in ``run.json``.
+        name: display name of the model (default: the model name, plus the recipe when not faithful).
+        conditions: clean-protocol conditions (default: the six missing ones plus ``avl``).
+        noise_grid: also run the noise grid over the six missing conditions.
+        noise_types: noise types of the grid (default: gaussian and impulse, as in NMER).
+        noise_levels: intensities T of the grid (default: ``eval.noise_levels``, 20..100).
+        noise_set: ``key=value`` overrides of the evaluation noise recipe (e.g. ``seed=7``).
+        batch_size: evaluation batch size (default: the checkpoint's ``train.eval_batch_size``).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        progress: progress bars (default: on for a TTY).
+
+    Returns:
+        The :class:`Evaluation` (tables, provenance and predictions).
+
+    Raises:
+        EvaluationError: missing checkpoints or folds, or a checkpoint that does not fit the data.
+    """
+    from mer_lib.training.checkpoint import CheckpointError, find_checkpoint, load_trained
+    from mer_lib.training.predict import predict_frame
+    from mer_lib.training.reproducibility import resolve_device
+
+    t_start = time.perf_counter()
+    mdir = storage.localize(model_dir)
+    if not mdir.is_dir():
+        raise EvaluationError(f"{model_dir}: not a run directory")
+    run = _read_json(mdir / RUN_JSON)
+    fold_list = _resolve_folds(mdir, folds, run)
+    # Fail before any work: every fold needs a checkpoint and must exist in the data.
+    ckpts: dict[int, Path] = {}
+    for k in fold_list:
+        try:
+            ckpts[k] = find_checkpoint(mdir, fold=k)
+        except CheckpointError as exc:
+            raise EvaluationError(str(exc)) from exc
+        if ckpts[k].parent.name != f"fold_{k}":
+            raise EvaluationError(f"{mdir / f'fold_{k}'}: no checkpoint for fold {k} in this model directory")
+    root = storage.localize(data)
+    if not root.is_dir():
+        raise EvaluationError(f"{data}: not a feature-set directory")
+    available = list_folds(root)
+    absent = [k for k in fold_list if k not in available]
+    if absent:
+        raise EvaluationError(f"{data}: fold(s) {absent} missing from the feature set (it has {available})")
+    conds = parse_conditions(conditions) if isinstance(conditions, str) else list(conditions or ALL_CONDITIONS)
+    levels = [int(t) for t in (noise_levels or EvalConfig().noise_levels)]
+    types = list(noise_types or DEFAULT_NOISE_TYPES)
+    ncfg = _noise_config(noise_set)
+    dev = resolve_device(device)
+
+    spec = spec_for(root)
+    store = FeatureStore(root, spec)
+    data_fp = read_metadata(root).get("fingerprint") or fingerprint(root, spec)
+    show = _show_progress(progress)
+    fm, cf, preds = [], [], []
+    label_names: tuple[str, ...] = ()
+    select_on: set[str] = set()
+    model_name, timings = name, {"clean_s": 0.0, "noise_s": 0.0}
+    for k in tqdm(fold_list, desc="folds", disable=not show, unit="fold"):
+        model, cfg, meta = load_trained(ckpts[k], device=dev)
+        label_names = _data_labels(root, cfg.data.num_classes)
+        check_compatible(str(ckpts[k]), cfg, meta, store, data, label_names)
+        if meta.get("data_fingerprint") and meta["data_fingerprint"] != data_fp:
+            log.warning("%s: trained on data with fingerprint %s, evaluating on %s (%s)", ckpts[k],
+                        str(meta["data_fingerprint"])[:12], data_fp[:12], data)
+        if int(meta.get("fold", k)) != k:
+            raise EvaluationError(f"{ckpts[k]}: checkpoint is for fold {meta.get('fold')}, not fold {k}")
+        if model_name is None:
+            model_name = cfg.model if cfg.recipe == "faithful" else f"{cfg.model}:{cfg.recipe}"
+        sel = str(meta.get("select_on", cfg.train.select_on))
+        select_on.add(sel)
+        keys = {"fold": k, "model": model_name, "select_on": sel}
+        fold_data = FoldData(store, k, norm_a=cfg.data.norm_a, num_classes=len(label_names))
+        bs = batch_size or cfg.train.eval_batch_size
+        t0 = time.perf_counter()
+        loader = fold_data.loader("tst", batch_size=bs, conditions=conds)
+        pred = predict_frame(model, loader, device=dev, label_names=label_names)
+        timings["clean_s"] += time.perf_counter() - t0
+        res = condition_metrics(pred, len(label_names))
+        fm.append(metrics_frame(res, **keys))
+        cf.append(confusion_frame(res, **keys))
+        preds.append(pred.assign(model=model_name, noise="none", level=0, fold=k))
+        if noise_grid:
+            t0 = time.perf_counter()
+            grid_loader = fold_data.loader("tst", batch_size=bs, conditions=list(MISSING_CONDITIONS))
+            cells = grid_cells(types, levels, base_seed=ncfg.seed, fold=k)
+            for cell, npred in tqdm(run_grid(model, grid_loader, ncfg, cells, device=str(dev),
+                                             label_names=label_names),
+                                    total=len(cells), desc=f"fold {k} noise grid", disable=not show, leave=False):
+                nres = condition_metrics(npred, len(label_names))
+                fm.append(metrics_frame(nres, noise=cell.noise, level=cell.level, **keys))
+                cf.append(confusion_frame(nres, noise=cell.noise, level=cell.level, **keys))
+                preds.append(npred.assign(model=model_name, noise=cell.noise, level=cell.level, fold=k))
+            timings["noise_s"] += time.perf_counter() - t0
+        del model
+    if len(select_on) > 1:
+        log.warning("%s: folds were selected with different protocols: %s", model_dir, sorted(select_on))
+    predictions = pd.concat(preds, ignore_index=True)
+    front = ["model", "noise", "level", "fold"]
+    predictions = predictions[front + [c for c in predictions.columns if c not in front]]
+    info = {
+        "models": [{"name": model_name, "model_dir": str(model_dir), "model": run.get("model"),
+                    "recipe": run.get("recipe"), "select_on": sorted(select_on), "folds": fold_list}],
+        "data": str(data), "data_fingerprint": data_fp, "folds": fold_list, "conditions": conds,
+        "noise_grid": {"types": types, "levels": levels, "config": dataclasses.asdict(ncfg)} if noise_grid else None,
+        "device": str(dev), "batch_size": batch_size, "label_names": list(label_names),
+        "timing": {**timings, "total_s": time.perf_counter() - t_start,
+                   "test_items_per_fold": int(len(predictions[predictions["noise"] == "none"]) / len(fold_list))},
+    }
+    return Evaluation(concat(fm, FOLD_COLUMNS), concat(cf, CONFUSION_COLUMNS), label_names, info, predictions)
+
+
+def _write_table(stage: Path, name: str, df: pd.DataFrame, csv: bool = True) -> None:
+    """Write a tidy table as parquet (and CSV) into the staging directory."""
+    df.to_parquet(stage / f"{name}.parquet", index=False)
+    if csv:
+        df.to_csv(stage / f"{name}.csv", index=False)
+
+
+def _metrics_doc(summary: pd.DataFrame, primary_metric: str, models: list[str]) -> dict[str, Any]:
+    per_model = {}
+    for m in models:
+        flat = flat_metrics(summary, m)
+        per_model[m] = {"primary": primary_value(flat, primary_metric),
+                        "select_on": sorted(set(summary.loc[summary["model"] == m, "select_on"])),
+                        "metrics": flat}
+    ranking = sorted(models, key=lambda m: per_model[m]["primary"], reverse=True)
+    return {"primary_metric": primary_metric, "ranking": ranking, "best": ranking[0], "models": per_model}
+
+
+def write_evaluation(ev: Evaluation, out: str, *, primary_metric: str | None = None, title: str | None = None,
+                     overwrite: bool = False, keep_predictions: bool = True) -> dict[str, Any]:
+    """Aggregate an :class:`Evaluation` and publish its directory (tables, metrics.json, reports).
+
+    Args:
+        ev: the evaluation tables.
+        out: output directory or gs:// URI.
+        primary_metric: ``<condition>_<wa|ua|f1>`` (default ``eval.primary_metric``: ``average_ua``).
+        title: report title.
+        overwrite: replace an existing non-empty ``out``.
+        keep_predictions: also write ``predictions.parquet``.
+
+    Returns:
+        The ``metrics.json`` document.
+    """
+    primary_metric = primary_metric or EvalConfig().primary_metric
+    summary = aggregate_folds(ev.fold_metrics)
+    models = list(dict.fromkeys(summary["model"]))
+    doc = _metrics_doc(summary, primary_metric, models)
+    if len(models) == 1:
+        only = doc["models"][models[0]]
+        doc.update({"model": models[0], "primary": only["primary"], "select_on": only["select_on"],
+                    "metrics": only["metrics"]})
+    doc["folds"] = sorted(set(int(k) for k in ev.fold_metrics["fold"]))
+    title = title or ("Evaluation: " + ", ".join(models))
+    provenance = {
+        "models": ", ".join(f"{m} ({', '.join(doc['models'][m]['select_on'])})" for m in models),
+        "data": ev.info.get("data", "-"), "folds": ", ".join(map(str, doc["folds"])),
+        "primary metric": f"{primary_metric} = "
+                          + ", ".join(f"{m} {doc['models'][m]['primary']:.4f}" for m in models),
+    }
+    with storage.staged_dir(out, overwrite=overwrite) as stage:
+        _write_table(stage, "fold_metrics", ev.fold_metrics)
+        _write_table(stage, "summary", summary)
+        _write_table(stage, "confusion", ev.confusion)
+        if keep_predictions and ev.predictions is not None:
+            _write_table(stage, "predictions", ev.predictions, csv=False)
+        (stage / METRICS_JSON).write_text(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+        (stage / EVALUATION_JSON).write_text(json.dumps({**ev.info, "label_names": list(ev.label_names),
+                                                         "primary_metric": primary_metric}, indent=2) + "\n")
+        (stage / "report.md").write_text(render_markdown(summary, ev.fold_metrics, title=title,
+                                                         provenance=provenance))
+        (stage / "report.html").write_text(render_html(summary, ev.fold_metrics, ev.confusion, title=title,
+                                                       label_names=ev.label_names, provenance=provenance))
+    return doc
+
+
+def evaluate_run(model_dir: str, data: str, folds: str | Sequence[int] | None, out: str, *,
+                 primary_metric: str | None = None, overwrite: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """Evaluate one trained model on every fold and write the evaluation directory ``out``.
+
+    Args:
+        model_dir: run directory of ``mer train``.
+        data: feature-set directory or gs:// URI.
+        folds: fold spec or None for the run's folds.
+        out: output directory or gs:// URI (must be new or empty unless ``overwrite``).
+        primary_metric: metric written as ``primary`` in ``metrics.json`` (default ``average_ua``).
+        overwrite: replace an existing output directory.
+        **kwargs: passed to :func:`evaluate_model_dir` (noise grid, conditions, batch size, device ...).
+
+    Returns:
+        The ``metrics.json`` document (``primary``, ``metrics``, ``select_on``, ``folds`` ...).
+    """
+    if storage.is_gcs(out):
+        if storage.list_files(out) and not overwrite:
+            raise FileExistsError(f"{out}: already exists and is not empty; refusing to overwrite")
+    elif Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: already exists and is not empty; refusing to overwrite")
+    ev = evaluate_model_dir(model_dir, data, folds, **kwargs)
+    return write_evaluation(ev, out, primary_metric=primary_metric, overwrite=overwrite)
+
+
+# ------------------------------------------------------------------------------------- comparison
+
+def _read_table(d: Path, name: str) -> pd.DataFrame:
+    if (d / f"{name}.parquet").exists():
+        return pd.read_parquet(d / f"{name}.parquet")
+    if (d / f"{name}.csv").exists():
+        return pd.read_csv(d / f"{name}.csv")
+    raise EvaluationError(f"{d}: no {name}.parquet or {name}.csv")
+
+
+def _from_training_run(d: Path) -> Evaluation:
+    """Score a training run directory directly from its ``fold_<k>/predictions_tst.csv`` files."""
+    run = _read_json(d / RUN_JSON)
+    fold_dirs = sorted((p for p in d.glob("fold_*") if (p / "predictions_tst.csv").exists()),
+                       key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else -1)
+    if not fold_dirs:
+        raise EvaluationError(f"{d}: neither an evaluation directory (fold_metrics.parquet) nor a training run "
+                              "with fold_<k>/predictions_tst.csv")
+    name = run.get("model") or d.name
+    if run.get("recipe") and run["recipe"] != "faithful":
+        name = f"{name}:{run['recipe']}"
+    labels = tuple(run.get("label_names") or ())
+    fm, cf = [], []
+    for fd in fold_dirs:
+        pred = pd.read_csv(fd / "predictions_tst.csv")
+        if not labels:
+            labels = tuple(c[2:] for c in pred.columns if c.startswith("p_"))
+        k = int(fd.name[5:])
+        sel = str(_read_json(fd / "test_metrics.json").get("select_on", run.get("select_on", "val")))
+        try:
+            res = condition_metrics(pred, len(labels))
+        except ValueError as exc:
+            raise EvaluationError(f"{fd / 'predictions_tst.csv'}: {exc}") from exc
+        fm.append(metrics_frame(res, fold=k, model=name, select_on=sel))
+        cf.append(confusion_frame(res, fold=k, model=name, select_on=sel))
+    info = {"models": [{"name": name, "model_dir": str(d), "select_on": [run.get("select_on")]}],
+            "data": run.get("data", "-"), "data_fingerprint": run.get("data_fingerprint")}
+    return Evaluation(concat(fm, FOLD_COLUMNS), concat(cf, CONFUSION_COLUMNS), labels, info)
+
+
+def load_evaluation(path: str) -> Evaluation:
+    """Read an evaluation directory, or score a training run directory from its test predictions.
+
+    Raises:
+        EvaluationError: ``path`` is neither.
+    """
+    d = storage.localize(path)
+    if not d.is_dir():
+        raise EvaluationError(f"{path}: not a directory")
+    if not ((d / "fold_metrics.parquet").exists() or (d / "fold_metrics.csv").exists()):
+        return _from_training_run(d)
+    info = _read_json(d / EVALUATION_JSON)
+    return Evaluation(_read_table(d, "fold_metrics"), _read_table(d, "confusion"),
+                      tuple(info.get("label_names") or ()), info)
+
+
+def compare_runs(runs: Sequence[str], out: str, names: Sequence[str] | None = None, *,
+                 primary_metric: str | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Put several models side by side: one report with a row per model.
+
+    Args:
+        runs: evaluation directories (``mer evaluate --out``) or training run directories.
+        out: output directory or gs:// URI.
+        names: display names, one per run (default: the names recorded in each evaluation; a repeated
+            name gets its directory name appended).
+        primary_metric: the ranking metric (default ``average_ua``).
+        overwrite: replace an existing output directory.
+
+    Returns:
+        The ``metrics.json`` document: ``ranking``, ``best`` and per-model ``primary`` and ``metrics``.
+
+    Raises:
+        EvaluationError: no runs, a names/runs count mismatch, or runs with different label sets.
+    """
+    if not runs:
+        raise EvaluationError("no runs to compare")
+    if names is not None and len(names) != len(runs):
+        raise EvaluationError(f"--names: {len(names)} names for {len(runs)} runs")
+    evals = [load_evaluation(r) for r in runs]
+    labels = evals[0].label_names
+    for r, ev in zip(runs, evals, strict=True):
+        if ev.label_names and labels and ev.label_names != labels:
+            raise EvaluationError(f"{r}: label set {list(ev.label_names)} differs from {runs[0]}'s {list(labels)}")
+    fms, cfs, used = [], [], set()
+    for i, (r, ev) in enumerate(zip(runs, evals, strict=True)):
+        olds = list(dict.fromkeys(ev.fold_metrics["model"]))
+        mapping = {}
+        for old in olds:
+            new = names[i] if names is not None and len(olds) == 1 else old
+            if new in used:
+                new = f"{new} ({Path(str(r).rstrip('/')).name})"
+            if new in used:
+                raise EvaluationError(f"{r}: model name {new!r} is used twice; give distinct --names")
+            used.add(new)
+            mapping[old] = new
+        fms.append(ev.fold_metrics.assign(model=ev.fold_metrics["model"].map(mapping)))
+        cfs.append(ev.confusion.assign(model=ev.confusion["model"].map(mapping)))
+    data = sorted({str(ev.info.get("data", "-")) for ev in evals})
+    info = {"runs": [str(r) for r in runs], "data": ", ".join(data),
+            "models": [m for ev in evals for m in ev.info.get("models", [])]}
+    merged = Evaluation(concat(fms, FOLD_COLUMNS), concat(cfs, CONFUSION_COLUMNS),
+                        labels or LABEL_NAMES, info)
+    folds = [sorted(set(f["fold"])) for f in fms]
+    if any(f != folds[0] for f in folds):
+        log.warning("compared runs cover different folds: %s", folds)
+    return write_evaluation(merged, out, primary_metric=primary_metric, title="Model comparison",
+                            overwrite=overwrite)
+
