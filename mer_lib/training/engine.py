@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from mer_lib.conditions import FULL_CONDITION, MISSING_CONDITIONS
 from mer_lib.config import ExperimentConfig
 from mer_lib.data.dataset import FoldData
-from mer_lib.data.featureset import FeatureStore
+from mer_lib.data.featureset import FeatureStore, read_metadata
 from mer_lib.models.base import MERModel
 from mer_lib.models.factory import build_model
 from mer_lib.training import checkpoint as ckpt_io
@@ -156,7 +156,12 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
     meta = {"fold": fold, "model": cfg.model, "data_fingerprint": data.fingerprint,
             "label_names": list(data.label_names), "feature_spec": data.store.spec.to_dict(),
             "config_hash": cfg_hash, "select_on": cfg.train.select_on,
-            "versions": package_versions(), "data_root": data.root}
+            "versions": package_versions(), "data_root": data.root,
+            # What `mer predict` needs to score new inputs without the training data: this fold's A
+            # statistics and how the features were made (extractor settings; none for synthetic data).
+            "norm_a": {"mean": torch.from_numpy(fold_data.mean.copy()), "std": torch.from_numpy(fold_data.std.copy())},
+            "features": {k: v for k, v in read_metadata(data.store.root).items()
+                         if k in ("generator", "settings", "licences")}}
 
     start_epoch, best_score, best_epoch, history = 0, -math.inf, -1, []
     last_path = out / ckpt_io.LAST
