@@ -1,0 +1,2 @@
+"""Raw media -> feature set: IEMOCAP and manifest readers, acoustic/lexical/visual extractors,
+the parallel, shardable and resumable driver, and the shard merge (see :mod:`mer_lib.features.api`)."""
