@@ -1,0 +1,48 @@
+"""Comparison of the evaluated models, and the champion/challenger decision that gates registration."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Markdown, Output
+
+from components import MER_IMAGE
+
+
+@dsl.component(base_image=MER_IMAGE, install_kfp_package=False)
+def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], baseline_eval: Input[Artifact],
+                   registry_uri: str, model_name: str, promotion_margin: float, comparison: Output[Artifact],
+                   report_md: Output[Markdown], report_html: Output[HTML]
+                   ) -> NamedTuple("CompareOutputs", challenger=str, challenger_score=float, register=bool,
+                                   reason=str):
+    """Put the models side by side and decide whether the best robust model should be registered.
+
+    Args:
+        ifmmin_eval: IF-MMIN evaluation directory.
+        nmer_eval: NMER evaluation directory.
+        baseline_eval: baseline evaluation directory (reference row; never registered).
+        registry_uri: registry root; empty = a fresh registry (no champion).
+        model_name: registry name.
+        promotion_margin: the challenger must beat the champion's primary metric by more than this.
+        comparison: the comparison directory (tables, ``metrics.json``, ``decision.json``, reports).
+        report_md: the Markdown comparison report.
+        report_html: the HTML comparison report.
+    """
+    import json
+    import shutil
+
+    from mer_lib.evaluation.api import compare_runs
+    from mer_lib.pipeline.promotion import registration_decision
+
+    names = ["ifmmin", "nmer", "baseline"]
+    doc = compare_runs([ifmmin_eval.path, nmer_eval.path, baseline_eval.path], comparison.path, names=names)
+    decision = registration_decision(registry_uri, model_name, doc, candidates=["ifmmin", "nmer"],
+                                     margin=promotion_margin)
+    with open(f"{comparison.path}/decision.json", "w") as fh:
+        json.dump(decision.to_dict(), fh, indent=2)
+    shutil.copyfile(f"{comparison.path}/report.md", report_md.path)
+    shutil.copyfile(f"{comparison.path}/report.html", report_html.path)
+    comparison.metadata.update({"ranking": doc["ranking"], "primary_metric": doc["primary_metric"],
+                                **{f"{m}_primary": doc["models"][m]["primary"] for m in doc["ranking"]},
+                                **decision.to_dict()})
+    print(("REGISTER: " if decision.register else "KEEP CHAMPION: ") + decision.reason)
+    return decision.challenger, decision.challenger_score, decision.register, decision.reason

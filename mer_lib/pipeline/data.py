@@ -1,0 +1,128 @@
+"""Where the pipeline's feature set comes from: the synthetic corpus, an existing feature set, or raw media.
+
+One parameter (``data_uri``) picks the source, so that a run from the Kubeflow UI works without
+editing anything (empty: the synthetic corpus) and pointing it at real data runs the real thing:
+
+- ``""`` or ``synthetic:<preset>``: :func:`mer_lib.data.synth.generate` (no licence restrictions);
+- a directory/URI holding ``featureset.json`` or the released ``A/ V/ L/ target/`` layout: imported as is;
+- any other directory/URI: raw media (an IEMOCAP copy or a manifest), run through feature extraction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mer_lib import storage
+from mer_lib.data.featureset import METADATA, FeatureSetError, fingerprint, read_metadata, spec_for
+
+SYNTHETIC_PREFIX = "synthetic:"
+#: Files whose presence marks a directory as a feature set rather than raw media.
+FEATURESET_MARKERS = (METADATA, "target")
+
+
+def source_kind(data_uri: str) -> str:
+    """Classify ``data_uri`` as ``synthetic``, ``featureset`` or ``raw``.
+
+    Raises:
+        FileNotFoundError: a path/URI that holds nothing.
+    """
+    if not data_uri or data_uri.startswith(SYNTHETIC_PREFIX):
+        return "synthetic"
+    files = storage.list_files(data_uri)
+    if not files:
+        raise FileNotFoundError(f"data_uri {data_uri!r}: nothing stored there (expected a feature set or raw media)")
+    tops = {f.split("/", 1)[0] for f in files}
+    return "featureset" if any(m in tops for m in FEATURESET_MARKERS) else "raw"
+
+
+def synthetic_preset(data_uri: str, default: str) -> str:
+    """The preset named by ``synthetic:<preset>``, else ``default``."""
+    if data_uri.startswith(SYNTHETIC_PREFIX):
+        return data_uri[len(SYNTHETIC_PREFIX):] or default
+    return default
+
+
+def _listing_digest(uri: str) -> str:
+    """SHA-256 over (path, size, version) of every file under ``uri``: cheap change detection for raw media."""
+    h = hashlib.sha256()
+    if storage.is_gcs(uri):
+        bucket, prefix = storage.split_gcs(uri)
+        pre = f"{prefix}/" if prefix else ""
+        for b in sorted(storage.gcs_client().list_blobs(bucket, prefix=pre), key=lambda b: b.name):
+            # The content hash (crc32c) changes with the bytes; a re-upload of identical bytes does not.
+            h.update(f"{b.name[len(pre):]}\0{b.size}\0{b.crc32c}\n".encode())
+    else:
+        root = Path(uri)
+        for rel in storage.list_files(uri):
+            st = (root / rel).stat()
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def source_fingerprint(data_uri: str, *, preset: str, seed: int) -> str:
+    """A fingerprint of the data a run would train on, computed without building the feature set.
+
+    Synthetic: the generator version, preset and seed (generation is deterministic). Feature set: the
+    content fingerprint recorded in ``featureset.json`` (computed from the files when absent). Raw
+    media: a digest of the file listing with sizes and content hashes (GCS) or mtimes (local).
+    """
+    kind = source_kind(data_uri)
+    if kind == "synthetic":
+        from mer_lib.data.synth import GENERATOR_VERSION
+
+        blob = {"kind": kind, "generator_version": GENERATOR_VERSION,
+                "preset": synthetic_preset(data_uri, preset), "seed": int(seed)}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+    if kind == "featureset":
+        try:
+            meta = json.loads(storage.read_text(storage.join(data_uri, METADATA)))
+        except FileNotFoundError:
+            meta = {}
+        if meta.get("fingerprint"):
+            return str(meta["fingerprint"])
+        root = storage.localize(data_uri)
+        return fingerprint(root, spec_for(root))
+    return "raw:" + _listing_digest(data_uri)
+
+
+def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0,
+                 progress: bool | None = None) -> dict[str, Any]:
+    """Materialise the pipeline's feature set at ``out`` (a new or empty directory).
+
+    Args:
+        data_uri: ``""``/``synthetic:<preset>``, a feature set, or raw media (local or gs://).
+        out: destination directory (the component's ``Output[Dataset].path``).
+        preset: synthetic preset when ``data_uri`` does not name one.
+        seed: synthetic generator seed.
+        progress: progress bars (default: on for a terminal).
+
+    Returns:
+        The feature set's ``featureset.json`` plus ``source`` (the URI) and ``source_kind``.
+
+    Raises:
+        FeatureSetError: an imported feature set without fold lists.
+        FileExistsError: ``out`` is not empty.
+    """
+    kind = source_kind(data_uri)
+    show = bool(progress) if progress is not None else False
+    if kind == "synthetic":
+        from mer_lib.data.synth import generate
+
+        meta = generate(synthetic_preset(data_uri, preset), seed, out, progress=show)
+    elif kind == "featureset":
+        root = storage.localize(data_uri)
+        meta = read_metadata(root)
+        if not (root / "target").is_dir():
+            raise FeatureSetError(f"{data_uri}: feature set has no target/ folder (fold lists)")
+        with storage.staged_dir(out) as stage:
+            storage.upload_dir(root, stage, overwrite=True)
+        if not meta.get("fingerprint"):
+            meta = {**meta, "fingerprint": fingerprint(out, spec_for(out))}
+    else:
+        from mer_lib.features.api import extract
+
+        meta = extract(data_uri, out, progress=show)
+    return {**meta, "source": data_uri or f"{SYNTHETIC_PREFIX}{preset}", "source_kind": kind}

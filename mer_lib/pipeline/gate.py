@@ -1,0 +1,112 @@
+"""The should-retrain gate: skip a scheduled run when neither the data nor the code/config changed.
+
+A run's *training fingerprint* combines three parts: the data source fingerprint
+(:func:`mer_lib.pipeline.data.source_fingerprint`), the code fingerprint (every ``.py`` and recipe
+``.yaml`` of the installed ``mer_lib``, so a new image counts as a change) and the run's training
+settings (models, folds, epochs, seeds, overrides). Registration stores it with the version
+(``config["pipeline"]["training_fingerprint"]``); the gate compares it with the champion's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+#: Key under a registered version's ``config`` that holds the pipeline provenance.
+PIPELINE_KEY = "pipeline"
+CODE_SUFFIXES = (".py", ".yaml")
+
+
+def code_fingerprint(package_dir: str | Path | None = None) -> str:
+    """SHA-256 over the relative paths and contents of the package's code and recipe files.
+
+    Args:
+        package_dir: the package to hash (default: the installed ``mer_lib``).
+    """
+    root = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.suffix in CODE_SUFFIXES and p.is_file()
+                   and "__pycache__" not in p.parts)
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def training_fingerprint(source_fp: str, code_fp: str, settings: Mapping[str, Any]) -> str:
+    """One hash of everything that decides what training would produce."""
+    blob = json.dumps({"source": source_fp, "code": code_fp, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    """Outcome of the gate."""
+
+    retrain: bool
+    reason: str
+    training_fingerprint: str
+    source_fingerprint: str
+    code_fingerprint: str
+    champion_version: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def recorded_fingerprint(config: Mapping[str, Any]) -> str:
+    """The training fingerprint a registered version's config carries ("" when none)."""
+    info = config.get(PIPELINE_KEY)
+    return str(info.get("training_fingerprint", "")) if isinstance(info, Mapping) else ""
+
+
+def decide_retrain(registry_uri: str, model_name: str, *, source_fp: str, code_fp: str,
+                   settings: Mapping[str, Any], force: bool = False) -> RetrainDecision:
+    """Retrain unless the champion was trained from the same data, code and settings.
+
+    Args:
+        registry_uri: registry root (local or gs://); empty means no persistent registry, so always train.
+        model_name: registry name of the model.
+        source_fp: data source fingerprint.
+        code_fp: code fingerprint.
+        settings: the training settings of this run.
+        force: retrain regardless.
+
+    Returns:
+        The decision with its reason and the fingerprints to record at registration.
+    """
+    fp = training_fingerprint(source_fp, code_fp, settings)
+
+    def out(retrain: bool, reason: str, champion: int = 0) -> RetrainDecision:
+        return RetrainDecision(retrain, reason, fp, source_fp, code_fp, champion)
+
+    if force:
+        return out(True, "force_retrain is set")
+    if not registry_uri:
+        return out(True, "no persistent registry configured (registry_uri is empty): nothing to compare with")
+    from mer_lib.registry.uri import UriRegistry
+
+    champion = UriRegistry(registry_uri).champion(model_name)
+    if champion is None:
+        return out(True, f"{model_name} has no champion yet in {registry_uri}")
+    old = recorded_fingerprint(champion.config)
+    if old == fp:
+        return out(False, f"data, code and settings are unchanged since champion {model_name} v{champion.number} "
+                          f"(run {champion.run_id or '-'}); set force_retrain to train anyway", champion.number)
+    if not old:
+        what = "the champion records no training fingerprint"
+    elif _source_of(champion.config) != source_fp:
+        what = "the data changed"
+    else:
+        what = "the code, config or settings changed"
+    return out(True, f"{what} since champion {model_name} v{champion.number}", champion.number)
+
+
+def _source_of(config: Mapping[str, Any]) -> str:
+    info = config.get(PIPELINE_KEY)
+    return str(info.get("source_fingerprint", "")) if isinstance(info, Mapping) else ""

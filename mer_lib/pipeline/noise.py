@@ -1,0 +1,73 @@
+"""The pipeline's noise step: resolve and check the noise recipes before any GPU time is spent.
+
+Two recipes meet the data here: the *training* recipe of the noise-trained model (NMER's
+``noise`` config section, with the run's overrides) and the *evaluation* grid (noise types x
+intensities T, with a fixed seed so the noisy test sets are identical for every model). Both are
+validated against the feature set (unknown type, T outside 1..steps, a corrupted modality the data
+lacks: each a clear error) and written as one JSON document that the evaluation steps read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from mer_lib import storage
+from mer_lib.conditions import MODALITIES
+from mer_lib.config import ConfigError, load_config
+from mer_lib.data.featureset import spec_for
+
+#: Models whose training recipe uses the noise section.
+NOISE_TRAINED = ("nmer",)
+
+
+def available_modalities(data_dir: str) -> list[str]:
+    """Modalities whose feature file exists in the feature set."""
+    root = storage.localize(data_dir)
+    spec = spec_for(root)
+    return [m for m in MODALITIES if spec.path(root, m).exists()]
+
+
+def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[int], seed: int,
+                       eval_overrides: Sequence[str] = (), training_overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Resolve, check and describe the training and evaluation noise recipes.
+
+    Args:
+        data_dir: the feature set.
+        types: noise types of the evaluation grid (e.g. ``gaussian``, ``impulse``).
+        levels: noise intensities T of the grid (each in ``1..noise.steps``).
+        seed: seed of the evaluation noise (same seed, same noisy test sets).
+        eval_overrides: ``key=value`` overrides of the evaluation noise section (without ``noise.``).
+        training_overrides: the run's training overrides (``noise.*`` keys reach the training recipe).
+
+    Returns:
+        ``{"evaluation": {types, levels, noise_set, noise}, "training": {model: noise}, "modalities": [...]}``.
+
+    Raises:
+        ConfigError: an invalid recipe, naming the field and value.
+    """
+    from mer_lib.noise import check_modalities_present, check_noise_config
+
+    if not types:
+        raise ConfigError("noise_types: name at least one noise type for the evaluation grid")
+    if not levels:
+        raise ConfigError("noise_levels: name at least one noise intensity T for the evaluation grid")
+    have = available_modalities(data_dir)
+    noise_set = [*eval_overrides, f"seed={int(seed)}"]
+    cfg = load_config(None, None, [f"noise.{o}" for o in noise_set]).noise
+    for kind in types:
+        check_noise_config(dataclasses.replace(cfg, type=kind))
+    for t in levels:
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= cfg.steps:
+            raise ConfigError(f"noise_levels: T={t!r} must be an integer in 1..{cfg.steps} (noise.steps)")
+    check_modalities_present(cfg, have, data_dir)
+    training = {}
+    for model in NOISE_TRAINED:
+        tcfg = load_config(model, None, list(training_overrides)).noise
+        check_noise_config(tcfg)
+        check_modalities_present(tcfg, have, data_dir)
+        training[model] = dataclasses.asdict(tcfg)
+    return {"evaluation": {"types": list(types), "levels": [int(t) for t in levels], "noise_set": noise_set,
+                           "noise": dataclasses.asdict(cfg)},
+            "training": training, "modalities": have}
