@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: parse flags, submit, print the ids."""
     args = build_parser().parse_args(argv)
     try:
+        parse_params(args.param, load_package(args.package))  # fail on bad input before connecting
         token = read_token(args.token_env, args.token_file)
         client = make_client(args.host, args.namespace, token)
         done = submit(client, args.package, pipeline_name=args.pipeline_name, version_name=args.version_name,
