@@ -257,12 +257,15 @@ def test_cli_register_promote_and_list(tmp_path: Path, model_dir: Path, capsys: 
     assert mer_main(args) == 0
     out = capsys.readouterr().out
     assert "registered ifmmin v1" in out and "promoted: ifmmin v1 average_ua=0.7100: no champion yet" in out
-    metrics.write_text(json.dumps({"average_ua": 0.715}))
+    # The document `mer evaluate` writes: the flat metrics live under "metrics" (NaN std for one fold).
+    metrics.write_text(json.dumps({"primary_metric": "average_ua", "primary": 0.715,
+                                   "metrics": {"average_ua": 0.715, "average_ua_std": float("nan")}}))
     assert mer_main(args) == 0
     assert "not promoted: ifmmin v2 average_ua=0.7150 does not beat champion v1" in capsys.readouterr().out
     v1 = UriRegistry(reg_root).get("ifmmin", 1)
     assert v1.config == {"model": "ifmmin", "train": {"lr": 0.0002}}  # from fold_1/config.yaml
     assert v1.data_fingerprint == FP and v1.run_id == "kfp-1"  # fingerprint from run.json
+    assert UriRegistry(reg_root).get("ifmmin", 2).metrics == {"average_ua": 0.715, "average_ua_std": None}
     assert mer_main(["register", "--registry", reg_root, "--name", "ifmmin", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("* v1") and "average_ua=0.7100" in lines[0]

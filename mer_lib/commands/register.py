@@ -15,14 +15,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="model name in the registry (e.g. ifmmin)")
     p.add_argument("--list", action="store_true", help="list the versions and the champion, then exit")
     p.add_argument("--model-dir", help="trained model/run directory to copy (local or gs://)")
-    p.add_argument("--metrics", help="metrics.json from `mer evaluate`")
+    p.add_argument("--metrics", help="metrics.json from `mer evaluate` (its 'metrics' mapping is stored), "
+                                     "or a flat JSON object of metrics")
     p.add_argument("--config", help="resolved config YAML/JSON (default: config.yaml in --model-dir "
                                     "or its first fold_*/ directory)")
     p.add_argument("--data", help="training feature set, for the model card (default: run.json's 'data')")
     p.add_argument("--fingerprint", help="data fingerprint (default: run.json's 'data_fingerprint')")
     p.add_argument("--run-id", default="", help="KFP run id recorded with the version")
     p.add_argument("--promote", action="store_true", help="make it the champion if it beats the current one")
-    p.add_argument("--metric", default="average_ua", help="primary metric compared on --promote")
+    p.add_argument("--metric", default=None,
+                   help="primary metric compared on --promote (default: metrics.json's primary_metric, "
+                        "else average_ua)")
     p.add_argument("--margin", type=float, default=0.0, help="required improvement over the champion")
     p.add_argument("--lower-is-better", action="store_true", help="the metric is a loss/error")
     p.set_defaults(func=run)
@@ -37,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         return _print_list(registry, args.name)
     if not args.model_dir or not args.metrics:
         raise ValueError("--model-dir and --metrics are required to register (or use --list)")
-    metrics = _read_json(args.metrics)
+    doc = _read_json(args.metrics)
+    # `mer evaluate` writes {"primary_metric", "primary", "metrics": {flat}, ...}; accept a flat object too.
+    metrics = doc["metrics"] if isinstance(doc.get("metrics"), dict) else doc
+    metric = args.metric or str(doc.get("primary_metric") or "average_ua")
     run_info = _run_info(args.model_dir)
     fingerprint = args.fingerprint or run_info.get("data_fingerprint")
     if not fingerprint:
@@ -46,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
     config = _read_config(args.config, args.model_dir)
     from mer_lib.registry import CardContext
 
-    context = (CardContext.from_featureset(data_uri, **_card_fields(run_info, config, args.metric)) if data_uri
-               else CardContext(**_card_fields(run_info, config, args.metric)))
+    fields = _card_fields(run_info, config, metric)
+    context = CardContext.from_featureset(data_uri, **fields) if data_uri else CardContext(**fields)
     version = registry.register(args.name, args.model_dir, metrics=metrics, data_fingerprint=fingerprint,
                                 config=config, run_id=args.run_id, card_context=context)
     print(f"registered {args.name} v{version.number} at {version.uri}")
     if args.promote:
-        promoted, reason = registry.promote_if_better(args.name, version.number, args.metric, args.margin,
+        promoted, reason = registry.promote_if_better(args.name, version.number, metric, args.margin,
                                                       higher_is_better=not args.lower_is_better)
         print(("promoted: " if promoted else "not promoted: ") + reason)
     return 0
