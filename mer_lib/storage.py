@@ -249,7 +249,9 @@ def staged_dir(uri: str, *, overwrite: bool = False) -> Iterator[Path]:
     """Build a directory in a temp location and publish it to ``uri`` only on success.
 
     Locally the staging dir is a sibling that is renamed into place, so readers never see a
-    half-written tree; on GCS the tree is uploaded create-only after the block finishes.
+    half-written tree; on GCS the tree is uploaded create-only after the block finishes (with
+    ``overwrite``, files of the previous tree that the new one lacks are then deleted, so the
+    result is exactly the staged tree, as it is locally).
 
     Raises:
         FileExistsError: ``uri`` exists and is non-empty and ``overwrite`` is false.
