@@ -6,7 +6,7 @@ Both produce 10 ms frames that are downsampled ``downsample``-fold with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,21 +36,29 @@ class CompareExtractor:
     downsample: int = 10
     name: str = "compare"
     dim: int = 130
+    columns: list[str] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        try:
-            import opensmile
-        except ImportError as exc:
+        import importlib.util
+
+        if importlib.util.find_spec("opensmile") is None:  # fail at set-up, not on the first utterance
             raise ImportError("the 'compare' acoustic extractor needs openSMILE: pip install 'mer-lib[opensmile]' "
-                              "(audEERING research licence: non-commercial use only)") from exc
+                              "(audEERING research licence: non-commercial use only)")
+        self._lld = self._delta = None
+
+    def _load(self) -> None:
+        import opensmile
+
         fs = opensmile.FeatureSet.ComParE_2016
         self._lld = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         self._delta = opensmile.Smile(feature_set=fs,
                                       feature_level=opensmile.FeatureLevel.LowLevelDescriptors_Deltas)
-        self.columns: list[str] = list(self._lld.feature_names) + list(self._delta.feature_names)
+        self.columns = list(self._lld.feature_names) + list(self._delta.feature_names)
 
     def frames_10ms(self, signal: np.ndarray) -> np.ndarray:
         """The aligned ``[T, 130]`` 10 ms frames before downsampling."""
+        if self._lld is None:
+            self._load()
         lld = self._lld.process_signal(signal, self.sample_rate)
         delta = self._delta.process_signal(signal, self.sample_rate)
         lld = lld.reset_index().drop_duplicates("start", keep="first").set_index("start")

@@ -93,9 +93,6 @@ def merge(partials: list[str], out: str, *, max_skip_fraction: float = 0.05, ove
                           allow_missing_shards=allow_missing_shards)
 
 
-_CLIP_CACHE: dict[str, Extractors] = {}
-
-
 def extract_clip(audio: str | Path | np.ndarray | None = None, video: str | Path | None = None,
                  text: str | None = None, *, settings: dict, side: str = "full",
                  start: float | None = None, end: float | None = None) -> dict[str, np.ndarray]:
@@ -117,10 +114,7 @@ def extract_clip(audio: str | Path | np.ndarray | None = None, video: str | Path
     Raises:
         ValueError: an input the settings do not cover, or unusable media (MediaError, NoFaceError, TextError).
     """
-    key = repr(sorted((m, sorted(settings[m].items())) for m in "avl" if m in settings))
-    if key not in _CLIP_CACHE:  # models load once per process (MiniLM alone takes seconds)
-        _CLIP_CACHE[key] = Extractors(settings)
-    ex = _CLIP_CACHE[key].by_modality
+    ex = Extractors(settings).by_modality  # built once per process and settings (see extractors.build)
     out: dict[str, np.ndarray] = {}
     for m, given in (("a", audio), ("v", video), ("l", text)):
         if given is not None and m not in ex:

@@ -6,12 +6,11 @@ single clip at prediction time is processed exactly as the training corpus was.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
-import numpy as np
-
 from mer_lib.features.acoustic import CompareExtractor, LogMelExtractor
-from mer_lib.features.lexical import MINILM, TokenEmbedder, model_label
+from mer_lib.features.lexical import MINILM, TokenEmbedder
 from mer_lib.features.visual import LandmarkExtractor
 
 SETTINGS_FORMAT = "mer-extract/1"
@@ -63,8 +62,22 @@ class ExtractorChoice:
             raise ValueError(f"visual extractor {self.visual!r} is not one of {VISUAL}")
 
 
+_BUILT: dict[str, object] = {}
+
+
 def build(modality: str, settings: dict):  # noqa: ANN201 - one of the three extractor classes
-    """An extractor from its settings (as written by ``settings()``)."""
+    """An extractor from its settings (as written by ``settings()``), built once per process.
+
+    Models load lazily and are then kept: a process that extracts several corpora or many single
+    clips with the same settings loads MiniLM (seconds) and the dlib models only once.
+    """
+    key = f"{modality}:{json.dumps(settings, sort_keys=True)}"
+    if key not in _BUILT:
+        _BUILT[key] = _build(modality, settings)
+    return _BUILT[key]
+
+
+def _build(modality: str, settings: dict):  # noqa: ANN202
     name = settings["name"]
     if modality == "a":
         if name == "compare":
@@ -124,14 +137,6 @@ class Extractors:
         self.settings = settings
         self.by_modality = {m: build(m, settings[m]) for m in "avl" if m in settings}
 
-    def names(self) -> dict[str, str]:
-        """Feature name per modality (the file name under ``A/``, ``V/``, ``L/``)."""
-        return {m: self.settings[m]["name"] for m in self.by_modality}
-
-    def dims(self) -> dict[str, int]:
-        """Feature dimension per modality."""
-        return {m: int(self.settings[m]["dim"]) for m in self.by_modality}
-
 
 def feature_names(settings: dict) -> dict[str, str]:
     """Feature (file) names per modality of a settings dict."""
@@ -141,13 +146,3 @@ def feature_names(settings: dict) -> dict[str, str]:
 def feature_dims(settings: dict) -> dict[str, int]:
     """Feature dimensions per modality of a settings dict."""
     return {m: int(settings[m]["dim"]) for m in "avl" if m in settings}
-
-
-def lexical_name(model: str) -> str:
-    """Feature name of a lexical model choice."""
-    return model_label(model)
-
-
-def empty(dim: int) -> np.ndarray:
-    """A ``[0, dim]`` float32 array."""
-    return np.zeros((0, dim), np.float32)

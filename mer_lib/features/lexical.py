@@ -68,24 +68,30 @@ class TokenEmbedder:
         if self.model == MINILM:
             # Local folder: no hub call is made; the flag also stops transformers from trying.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoConfig
+
+        self._src = str(minilm_path()) if self.model == MINILM else self.model
+        self.dim: int = int(AutoConfig.from_pretrained(self._src).hidden_size)
+        self.name: str = model_label(self.model)
+
+    def _load(self) -> None:
+        # Weights load on first use: describing the extractor (settings, dims) needs only the config.
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # one weight-loading bar per worker would flood pod logs
-
         if self.threads:
             torch.set_num_threads(self.threads)
-        src = str(minilm_path()) if self.model == MINILM else self.model
-        self._tok = AutoTokenizer.from_pretrained(src)
-        self._net = AutoModel.from_pretrained(src).eval()
-        self.dim: int = int(self._net.config.hidden_size)
-        self.name: str = model_label(self.model)
+        self._tok = AutoTokenizer.from_pretrained(self._src)
+        self._net = AutoModel.from_pretrained(self._src).eval()
 
     def __call__(self, text: str) -> np.ndarray:
         """``[n_tokens, dim]`` float32 embeddings of one transcript."""
         import torch
 
+        if self._net is None:
+            self._load()
         words = (text.lower() if self.lowercase else text).split()
         if not words:
             raise TextError("empty transcript")

@@ -70,6 +70,11 @@ class LandmarkExtractor:
     def __post_init__(self) -> None:
         if self.no_face not in NO_FACE_POLICIES:
             raise ValueError(f"no_face policy {self.no_face!r} is not one of {NO_FACE_POLICIES}")
+        self.name: str = "landmarks_descriptor" if self.descriptor else "landmarks"
+        self.dim: int = 136 + (128 if self.descriptor else 0)
+
+    def _load(self) -> None:
+        # The 100 MB landmark model loads on first use, not when only the settings are needed.
         import dlib
 
         models = dlib_models_dir()
@@ -77,11 +82,11 @@ class LandmarkExtractor:
         self._shape = dlib.shape_predictor(str(models / LANDMARKS_FILE))
         if self.descriptor:
             self._facerec = dlib.face_recognition_model_v1(str(models / DESCRIPTOR_FILE))
-        self.name: str = "landmarks_descriptor" if self.descriptor else "landmarks"
-        self.dim: int = 136 + (128 if self.descriptor else 0)
 
     def frame(self, image: np.ndarray) -> np.ndarray | None:
         """Features of one RGB frame, or None when no face is found."""
+        if self._detector is None:
+            self._load()
         faces = self._detector(image, self.upsample)
         if len(faces) == 0:
             return None
