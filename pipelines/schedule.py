@@ -19,9 +19,14 @@ import argparse
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from _client import (
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make the `pipelines` package importable
+    sys.path.insert(0, str(REPO))
+
+from pipelines._client import (  # noqa: E402
     DEFAULT_EXPERIMENT,
     DEFAULT_PIPELINE,
     SubmitError,

@@ -10,15 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import email.parser
 import email.policy
-import importlib
 import itertools
 import json
-import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -238,23 +235,6 @@ def _listing(key: str, items: Any, query: dict[str, str]) -> dict[str, Any]:
     if query.get("page_size"):
         items = items[: int(query["page_size"])]
     return {key: items, "total_size": len(items)}
-
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def load_script(name: str) -> ModuleType:
-    """Import ``pipelines/<name>.py`` by its own name, the way the scripts import ``_client``.
-
-    (The scripts are run as ``python pipelines/submit.py``, so they are not a package.)
-    """
-    pipelines = str(REPO / "pipelines")
-    if pipelines not in sys.path:
-        sys.path.insert(0, pipelines)
-    module = importlib.import_module(name)
-    if Path(module.__file__ or "").resolve().parent != REPO / "pipelines":
-        raise ImportError(f"{name} resolved to {module.__file__}, not pipelines/{name}.py")
-    return module
 
 
 def isolate_kfp_home(monkeypatch: Any, home: Path) -> None:

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_kfp import FakeKFP, isolate_kfp_home, load_script
+from pipelines import _client as client_helpers
+from pipelines import schedule, submit
+from tests.fake_kfp import FakeKFP, isolate_kfp_home
 from tests.kfp_tiny_pipeline import compile_tiny_pipeline
-
-schedule = load_script("schedule")
-submit = load_script("submit")
-client_helpers = load_script("_client")
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_kfp import FakeKFP, isolate_kfp_home, load_script
+from pipelines import _client as client_helpers
+from pipelines import submit
+from tests.fake_kfp import FakeKFP, isolate_kfp_home
 from tests.kfp_tiny_pipeline import compile_tiny_pipeline
-
-submit = load_script("submit")
-client_helpers = load_script("_client")
 
 
 @pytest.fixture(scope="module")
