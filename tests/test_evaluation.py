@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -292,15 +290,7 @@ def test_noise_grid_replaces_missing_modalities_and_is_reproducible(features: Pa
             batch.mask = torch.ones_like(batch.mask)
             return batch
 
-    try:
-        import mer_lib.noise as real_noise  # noqa: F401
-        has_injector = hasattr(real_noise, "NoiseInjector")
-    except ImportError:
-        has_injector = False
-    if not has_injector:
-        monkeypatch.setitem(sys.modules, "mer_lib.noise", types.SimpleNamespace(NoiseInjector=RevealL))
-    else:
-        monkeypatch.setattr("mer_lib.noise.NoiseInjector", RevealL)
+    monkeypatch.setattr("mer_lib.noise.NoiseInjector", RevealL)
     run = make_run(tmp_path / "run", features, [1])
     doc = evaluate_run(str(run), str(features), "1", str(tmp_path / "ev"), noise_grid=True,
                        noise_types=["gaussian", "impulse"], noise_levels=[20, 60])
@@ -336,3 +326,32 @@ def test_evaluate_errors_name_path_and_mismatch(features: Path, tmp_path: Path, 
         evaluate_run(str(other), str(features), "1", str(tmp_path / "o5"))
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
     assert list_folds(features)[-1] == 10
+
+
+def test_noise_grid_with_the_real_injector_is_seeded(features: Path, tmp_path: Path) -> None:
+    from mer_lib.models.factory import build_model
+    from mer_lib.training.checkpoint import save
+
+    cfg = ExperimentConfig(model="utt_fusion")
+    cfg.data.dim_a, cfg.data.dim_v, cfg.data.dim_l = SPEC.dims["a"], SPEC.dims["v"], SPEC.dims["l"]
+    cfg.model_params.embd_size, cfg.model_params.cls_layers, cfg.model_params.text_kernels = 8, [8], [1, 2]
+    torch.manual_seed(0)
+    state = build_model(cfg).state_dict()
+    run = tmp_path / "run"
+    (run / "fold_2").mkdir(parents=True)
+    save({"model": state, "config": cfg.to_dict(), "meta": {"fold": 2, "label_names": list(LABEL_NAMES)}},
+         run / "fold_2" / "best.pt")
+    kw = {"noise_grid": True, "noise_types": ["gaussian"], "noise_levels": [5, 100], "conditions": "missing"}
+    evaluate_run(str(run), str(features), "2", str(tmp_path / "e1"), **kw)
+    evaluate_run(str(run), str(features), "2", str(tmp_path / "e2"), **kw)
+    evaluate_run(str(run), str(features), "2", str(tmp_path / "e3"), noise_set=["seed=99"], **kw)
+    p1, p2, p3 = (pd.read_parquet(tmp_path / e / "predictions.parquet") for e in ("e1", "e2", "e3"))
+    probs = [c for c in p1.columns if c.startswith("p_")]
+    noisy = p1["noise"] == "gaussian"
+    pd.testing.assert_frame_equal(p1, p2)  # fixed seeds: the grid is reproducible
+    assert not np.allclose(p1.loc[noisy, probs], p3.loc[noisy, probs])  # another seed, other noise
+    np.testing.assert_allclose(p1.loc[~noisy, probs], p3.loc[~noisy, probs])  # clean protocol untouched
+    # noise instead of zeros changes the predictions of the missing conditions
+    clean = p1[~noisy].set_index(["id", "condition"])[probs]
+    t100 = p1[noisy & (p1["level"] == 100)].set_index(["id", "condition"])[probs]
+    assert not np.allclose(clean.loc[t100.index].to_numpy(), t100.to_numpy())

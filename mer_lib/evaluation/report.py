@@ -134,7 +134,7 @@ def render_markdown(summary: pd.DataFrame, fold_metrics: pd.DataFrame, *, title:
 def _png(fig: plt.Figure) -> str:
     """Render and close ``fig``; return its PNG as base64 text."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
@@ -147,7 +147,7 @@ def plot_condition_scores(summary: pd.DataFrame, metric: str = "ua") -> str | No
     stds = paper_table(summary, metric, stat="std").fillna(0.0)
     x = np.arange(len(means.columns))
     width = 0.8 / max(len(means.index), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(x)), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(x)), 3.6), layout="constrained")
     for i, model in enumerate(means.index):
         ax.bar(x + (i - (len(means.index) - 1) / 2) * width, means.loc[model].to_numpy(float), width,
                yerr=stds.loc[model].to_numpy(float), capsize=2, label=model)
@@ -165,7 +165,8 @@ def plot_noise_curves(summary: pd.DataFrame, metric: str = "wa") -> str | None:
     types = noise_types(summary)
     if not types:
         return None
-    fig, axes = plt.subplots(1, len(types), figsize=(4.8 * len(types), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(types), figsize=(4.8 * len(types), 3.4), squeeze=False,
+                             layout="constrained")
     for ax, noise in zip(axes[0], types, strict=True):
         means, stds = noise_curve(summary, noise, metric), noise_curve(summary, noise, metric, stat="std")
         for model in means.index:
@@ -189,7 +190,7 @@ def plot_confusions(confusion: pd.DataFrame, label_names: Sequence[str],
         return None
     k = len(label_names)
     fig, axes = plt.subplots(len(models), len(conds), figsize=(3.4 * len(conds), 3.0 * len(models)),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for i, model in enumerate(models):
         for j, cond in enumerate(conds):
             mat = pooled_confusion(clean, model, cond, num_classes=k)
@@ -205,7 +206,6 @@ def plot_confusions(confusion: pd.DataFrame, label_names: Sequence[str],
             ax.set_title(f"{model}: {condition_label(cond)}", fontsize=9)
             ax.set_xlabel("predicted", fontsize=8)
             ax.set_ylabel("true", fontsize=8)
-    fig.tight_layout()
     return _png(fig)
 
 
