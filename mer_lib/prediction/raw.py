@@ -10,12 +10,12 @@ has no settings and refuses raw media.
 
 from __future__ import annotations
 
-import copy
 import sys
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from mer_lib import storage
 from mer_lib.conditions import MODALITIES
 from mer_lib.prediction.errors import PredictionError
 from mer_lib.prediction.inputs import ClipSet, RawClip, build_clipset
@@ -51,10 +51,14 @@ def extraction_settings(features: dict[str, Any], dims: dict[str, int], where: s
     return settings
 
 
+def _local(ref: str | None) -> str | None:
+    return str(storage.localize(ref)) if ref and storage.is_gcs(ref) else ref
+
+
 def extract_clips(clips: list[RawClip], settings: dict[str, Any], dims: dict[str, int], *,
                   skips: list[dict[str, str]] | None = None, progress: bool | None = None,
                   source: dict | None = None) -> ClipSet:
-    """Extract every clip's present modalities; a clip with any failing modality is skipped, not fatal.
+    """Extract every clip's present modalities; a clip whose media fail is skipped, never fatal.
 
     Args:
         clips: the utterances (absent modalities are None).
@@ -64,33 +68,25 @@ def extract_clips(clips: list[RawClip], settings: dict[str, Any], dims: dict[str
         progress: show a progress bar (default: when stderr is a terminal).
         source: provenance recorded with the clip set.
     """
-    from mer_lib.features.driver import extract_utterance
-    from mer_lib.features.extractors import Extractors
-    from mer_lib.features.records import Utterance
+    from mer_lib.features.api import extract_clip
 
     skips = list(skips or [])
-    wanted = {m for c in clips for m, ref in zip(MODALITIES, (c.audio, c.video, c.text), strict=True) if ref}
-    # Load only the extractors some clip needs (the lexical model alone takes seconds to load).
-    extractors = Extractors({k: v for k, v in settings.items() if k not in MODALITIES or k in wanted})
     ids, labels = [], []
     seqs: dict[str, list] = {m: [] for m in MODALITIES}
     show = sys.stderr.isatty() if progress is None else progress
     for clip in tqdm(clips, desc="extract", unit="clip", disable=not show or len(clips) < 2):
         refs = dict(zip(MODALITIES, (clip.audio, clip.video, clip.text), strict=True))
-        present = [m for m in MODALITIES if refs[m]]
-        unknown = [m for m in present if m not in extractors.by_modality]
+        unknown = [m for m in MODALITIES if refs[m] and m not in settings]
         if unknown:
             skips.append({"id": clip.uid, "modality": ",".join(unknown),
                           "reason": f"the model's training features have no extractor for {','.join(unknown)}"})
             continue
-        view = copy.copy(extractors)
-        view.by_modality = {m: extractors.by_modality[m] for m in present}
-        utt = Utterance(uid=clip.uid, speaker="", session="", gender="", label=clip.label, label_code="",
-                        audio=clip.audio, video=clip.video, text=clip.text, start=clip.start, end=clip.end,
-                        audio_start=clip.start, audio_end=clip.end, side=clip.side)
-        feats, _, problems = extract_utterance(utt, view)
-        if problems:
-            skips.extend({"id": clip.uid, "modality": p.modality, "reason": p.reason} for p in problems)
+        try:
+            feats = extract_clip(_local(clip.audio), _local(clip.video), clip.text, settings=settings,
+                                 side=clip.side, start=clip.start, end=clip.end)
+        except Exception as exc:  # noqa: BLE001 - one bad clip is reported and never stops the others
+            reason = str(exc) if isinstance(exc, ValueError) else f"extractor error ({type(exc).__name__}: {exc})"
+            skips.append({"id": clip.uid, "modality": "", "reason": reason})
             continue
         ids.append(clip.uid)
         labels.append(clip.label)
