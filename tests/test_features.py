@@ -218,3 +218,31 @@ def test_cli_extract_and_errors(raw: tuple, tmp_path, capsys) -> None:  # noqa: 
     assert main([*args, "--out", str(tmp_path / "x"), "--shard", "2/2"]) == 2
     assert "need 0 <= i < n" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "w")
+
+
+def test_compare_streams_are_aligned_and_downsampled() -> None:
+    pytest.importorskip("opensmile")
+    from mer_lib.features.acoustic import CompareExtractor
+
+    ce = CompareExtractor()
+    sig = voice("hap", DUR, seed=1)
+    x10 = ce.frames_10ms(sig)
+    lld = ce._lld.process_signal(sig, 16000)
+    assert x10.shape == (lld.index.get_level_values("start").drop_duplicates().size, 130)
+    assert ce.columns[0] == "F0final_sma" and ce.columns[65] == "F0final_sma_de"
+    # openSMILE's delta is the W=2 regression of its LLD: it holds only when row t of both halves is
+    # the same 10 ms frame (a one-frame shift, as positional concatenation gives, breaks it).
+    col = ce.columns.index("audSpec_Rfilt_sma[10]")
+    lld_c, de_c = x10[:, col].astype(np.float64), x10[:, col + 65]
+
+    def regression(c: np.ndarray) -> np.ndarray:
+        p = np.pad(c, 2, mode="edge")
+        return (p[3:-1] - p[1:-3] + 2 * (p[4:] - p[:-4])) / 10.0
+
+    inner = slice(3, -3)
+    np.testing.assert_allclose(regression(lld_c)[inner], de_c[inner], atol=1e-4)
+    assert np.abs(regression(np.roll(lld_c, 1))[inner] - de_c[inner]).max() > 0.05
+    x = ce(sig)
+    assert x.shape == (int(np.ceil(len(x10) / 10)), 130)
+    f0_hap, f0_sad = ce.frames_10ms(voice("hap", DUR, 2))[:, 0], ce.frames_10ms(voice("sad", DUR, 2))[:, 0]
+    assert f0_hap[f0_hap > 0].mean() > 1.5 * f0_sad[f0_sad > 0].mean()
