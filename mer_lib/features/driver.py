@@ -142,7 +142,7 @@ def load_cache(path: Path, shash: str, isig: str, dims: dict[str, int]) -> dict 
 
 def _init_worker(settings: dict, threads: int) -> None:
     global _WORKER
-    if threads:
+    if threads and "l" in settings:  # only the lexical model runs torch; don't import it otherwise
         import torch
 
         torch.set_num_threads(threads)
