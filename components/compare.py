@@ -1,7 +1,5 @@
 """Comparison of the evaluated models, and the champion/challenger decision that gates registration."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Output
 
@@ -11,9 +9,7 @@ from components import MER_IMAGE
 @dsl.component(base_image=MER_IMAGE, install_kfp_package=False)
 def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], baseline_eval: Input[Artifact],
                    registry_uri: str, model_name: str, promotion_margin: float, comparison: Output[Artifact],
-                   report_md: Output[Markdown], report_html: Output[HTML]
-                   ) -> NamedTuple("CompareOutputs", challenger=str, challenger_score=float, register=bool,
-                                   reason=str):
+                   report_md: Output[Markdown], report_html: Output[HTML]) -> str:
     """Put the models side by side and decide whether the best robust model should be registered.
 
     Args:
@@ -26,6 +22,10 @@ def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], bas
         comparison: the comparison directory (tables, ``metrics.json``, ``decision.json``, reports).
         report_md: the Markdown comparison report.
         report_html: the HTML comparison report.
+
+    Returns:
+        The family to register (``ifmmin`` or ``nmer``), or ``""`` when the champion stays. One output, so the
+        pipeline's ``dsl.If`` works in the local runner too; the reason is in ``comparison``.
     """
     import json
     import shutil
@@ -45,4 +45,4 @@ def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], bas
                                 **{f"{m}_primary": doc["models"][m]["primary"] for m in doc["ranking"]},
                                 **decision.to_dict()})
     print(("REGISTER: " if decision.register else "KEEP CHAMPION: ") + decision.reason)
-    return decision.challenger, decision.challenger_score, decision.register, decision.reason
+    return decision.challenger if decision.register else ""

@@ -1,7 +1,5 @@
 """Should-retrain gate: the pipeline's first step, run before any data is built or GPU requested."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
@@ -11,7 +9,7 @@ from components import MER_IMAGE
 @dsl.component(base_image=MER_IMAGE, install_kfp_package=False)
 def check_retrain(data_uri: str, synthetic_preset: str, data_seed: int, folds: list, epochs: int, seed: int,
                   training_overrides: list, registry_uri: str, model_name: str, force_retrain: bool,
-                  decision: Output[Artifact]) -> NamedTuple("GateOutputs", retrain=bool, reason=str):
+                  decision: Output[Artifact]) -> bool:
     """Fingerprint data, code and settings; retrain only if they differ from the champion's.
 
     Args:
@@ -25,7 +23,10 @@ def check_retrain(data_uri: str, synthetic_preset: str, data_seed: int, folds: l
         registry_uri: registry root; empty = no persistent registry (always train).
         model_name: registry name.
         force_retrain: train regardless.
-        decision: JSON with the decision and the fingerprints recorded at registration.
+        decision: JSON with the decision, its reason and the fingerprints recorded at registration.
+
+    Returns:
+        Whether to train (a single output, so the local runner can evaluate the ``dsl.If`` on it).
     """
     import json
 
@@ -41,4 +42,4 @@ def check_retrain(data_uri: str, synthetic_preset: str, data_seed: int, folds: l
         json.dump({**result.to_dict(), "settings": settings}, fh, indent=2)
     decision.metadata.update(result.to_dict())
     print(("RETRAIN: " if result.retrain else "SKIP: ") + result.reason)
-    return result.retrain, result.reason
+    return result.retrain

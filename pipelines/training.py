@@ -136,7 +136,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             data_seed: Seed of the synthetic corpus.
             folds: Speaker-independent folds to train and evaluate (IEMOCAP: 1-10).
             epochs: Epochs per training stage; 0 keeps each recipe's (the papers' values).
-            seed: Training seed.
+            seed: Base training seed (each fold adds its number; same seed, same run).
             training_overrides: Config overrides for every stage, e.g. ["train.batch_size=64", "noise.type=impulse"].
             noise_types: Noise types of the evaluation noise grid.
             noise_levels: Noise intensities T of the evaluation grid (1..100).
@@ -165,7 +165,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                              registry_uri=registry_uri, model_name=model_name, force_retrain=force_retrain)
         gate.set_display_name("should-retrain gate").set_caching_options(enable_caching=False)
 
-        with dsl.If(gate.outputs["retrain"] == True, name="retrain"):  # noqa: E712 - a KFP condition, not a bool
+        with dsl.If(gate.outputs["Output"] == True, name="retrain"):  # noqa: E712 - a KFP condition, not a bool
             data = prepare_data(data_uri=data_uri, synthetic_preset=synthetic_preset, data_seed=data_seed)
             data.set_display_name("data")
             noise = noise_recipe(dataset=data.outputs["dataset"], noise_types=noise_types, noise_levels=noise_levels,
@@ -199,18 +199,15 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             # It reads the live champion: a cached decision could be stale.
             compare.set_display_name("compare").set_caching_options(enable_caching=False)
 
-            with dsl.If(compare.outputs["register"] == True, name="challenger-wins"):  # noqa: E712
-                for family, branch in (("nmer", dsl.If), ("ifmmin", dsl.Else)):
-                    cond = (branch(compare.outputs["challenger"] == family, name=f"register-{family}")
-                            if branch is dsl.If else branch(name=f"register-{family}"))
-                    with cond:
-                        reg = register_model(model=evals[family].outputs["run_dir"],
-                                             evaluation=evals[family].outputs["evaluation"],
-                                             dataset=data.outputs["dataset"], gate_decision=gate.outputs["decision"],
-                                             family=family, registry_uri=registry_uri, model_name=model_name,
-                                             promotion_margin=promotion_margin,
-                                             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-                        reg.set_display_name(f"register {family}").set_caching_options(enable_caching=False)
+            # One registration task per candidate family: KFP cannot pick an artifact by a runtime value.
+            for family, branch in (("nmer", dsl.If), ("ifmmin", dsl.Elif)):
+                with branch(compare.outputs["Output"] == family, name=f"register-{family}"):
+                    reg = register_model(model=evals[family].outputs["run_dir"],
+                                         evaluation=evals[family].outputs["evaluation"],
+                                         dataset=data.outputs["dataset"], gate_decision=gate.outputs["decision"],
+                                         family=family, registry_uri=registry_uri, model_name=model_name,
+                                         promotion_margin=promotion_margin, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                    reg.set_display_name(f"register {family}").set_caching_options(enable_caching=False)
 
     return mer_training
 

@@ -5,7 +5,8 @@ editing anything (empty: the synthetic corpus) and pointing it at real data runs
 
 - ``""`` or ``synthetic:<preset>``: :func:`mer_lib.data.synth.generate` (no licence restrictions);
 - a directory/URI holding ``featureset.json`` or the released ``A/ V/ L/ target/`` layout: imported as is;
-- any other directory/URI: raw media (an IEMOCAP copy or a manifest), run through feature extraction.
+- a ``.csv`` manifest or any other directory/URI: raw media (a manifest, or an IEMOCAP release copy),
+  run through :func:`mer_lib.features.api.extract` with its default (permissively licensed) extractors.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def source_kind(data_uri: str) -> str:
     """
     if not data_uri or data_uri.startswith(SYNTHETIC_PREFIX):
         return "synthetic"
+    if data_uri.endswith(".csv"):
+        if not storage.exists(data_uri):
+            raise FileNotFoundError(f"data_uri {data_uri!r}: manifest CSV not found")
+        return "raw"
     files = storage.list_files(data_uri)
     if not files:
         raise FileNotFoundError(f"data_uri {data_uri!r}: nothing stored there (expected a feature set or raw media)")
@@ -67,7 +72,8 @@ def source_fingerprint(data_uri: str, *, preset: str, seed: int) -> str:
 
     Synthetic: the generator version, preset and seed (generation is deterministic). Feature set: the
     content fingerprint recorded in ``featureset.json`` (computed from the files when absent). Raw
-    media: a digest of the file listing with sizes and content hashes (GCS) or mtimes (local).
+    media: a digest of the file listing with sizes and content hashes (GCS) or mtimes (local); a manifest
+    CSV: its content hash.
     """
     kind = source_kind(data_uri)
     if kind == "synthetic":
@@ -85,10 +91,13 @@ def source_fingerprint(data_uri: str, *, preset: str, seed: int) -> str:
             return str(meta["fingerprint"])
         root = storage.localize(data_uri)
         return fingerprint(root, spec_for(root))
+    if data_uri.endswith(".csv"):
+        # A manifest names its media; re-encoded media under unchanged names need force_retrain.
+        return "manifest:" + hashlib.sha256(storage.read_bytes(data_uri)).hexdigest()
     return "raw:" + _listing_digest(data_uri)
 
 
-def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0,
+def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0, workers: int = 1,
                  progress: bool | None = None) -> dict[str, Any]:
     """Materialise the pipeline's feature set at ``out`` (a new or empty directory).
 
@@ -97,6 +106,7 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
         out: destination directory (the component's ``Output[Dataset].path``).
         preset: synthetic preset when ``data_uri`` does not name one.
         seed: synthetic generator seed.
+        workers: feature-extraction processes (raw media).
         progress: progress bars (default: on for a terminal).
 
     Returns:
@@ -124,5 +134,6 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
     else:
         from mer_lib.features.api import extract
 
-        meta = extract(data_uri, out, progress=show)
+        source = "manifest" if data_uri.endswith(".csv") else "iemocap"
+        meta = extract(source, data_uri, out, workers=workers)["metadata"]
     return {**meta, "source": data_uri or f"{SYNTHETIC_PREFIX}{preset}", "source_kind": kind}

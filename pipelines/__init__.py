@@ -1,0 +1,1 @@
+"""Pipeline definitions (``training``), the compiler entry point and the local runner."""
