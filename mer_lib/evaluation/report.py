@@ -126,6 +126,10 @@ def render_markdown(summary: pd.DataFrame, fold_metrics: pd.DataFrame, *, title:
         for metric in ("wa", "ua"):
             header, rows = _curve_rows(summary, noise, metric)
             out += [f"### {METRIC_NAMES[metric]} vs noise intensity", "", markdown_table(header, rows), ""]
+        top = int(summary.loc[summary["noise"] == noise, "level"].max())
+        header, rows = _table_rows(summary, "ua", noise, top)
+        out += [f"### UA per condition at T={top} (the modalities not kept are the noised ones)", "",
+                markdown_table(header, rows), ""]
     return "\n".join(out).rstrip() + "\n"
 
 
