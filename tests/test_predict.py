@@ -305,3 +305,25 @@ def test_summary_reports(run_dir: Path, tiny_data: Path) -> None:
     assert m["share_modalities_avl"] == 0.5 and m["accuracy_on_labelled"] == pytest.approx(acc, abs=1e-6)
     md, page = render_markdown(s), render_html(s)
     assert "| avl |" in md and "50.0%" in md and "<table>" in page and json.dumps(s)
+
+
+def test_gcs_model_registry_input_and_output(run_dir: Path, tiny_data: Path, gcs_bucket: str) -> None:
+    import io
+
+    from mer_lib import storage
+    from mer_lib.registry import UriRegistry
+
+    storage.upload_dir(run_dir, f"{gcs_bucket}/runs/uf")
+    storage.upload_dir(tiny_data, f"{gcs_bucket}/data/tiny")
+    res = predict(f"{gcs_bucket}/runs/uf", f"{gcs_bucket}/data/tiny", split=TST)
+    ref = predict(str(run_dir), str(tiny_data), split=TST).predictions
+    np.testing.assert_allclose(res.predictions[PROBS], ref[PROBS], atol=1e-7)
+    pred_uri, skip_uri = write_result(res, f"{gcs_bucket}/out/p.parquet")
+    back = pd.read_parquet(io.BytesIO(storage.read_bytes(pred_uri)))
+    assert back["id"].tolist() == ref["id"].tolist() and storage.exists(skip_uri)
+    with pytest.raises(FileExistsError):
+        write_result(res, f"{gcs_bucket}/out/p.parquet")
+    UriRegistry(f"{gcs_bucket}/reg").register("uf", f"{gcs_bucket}/runs/uf", metrics={"average_ua": 0.3},
+                                              data_fingerprint="x", config={})
+    got = predict(f"{gcs_bucket}/reg/uf", f"{gcs_bucket}/data/tiny", version="1", split=TST).predictions
+    assert set(got["model_version"]) == {"1"} and got["pred"].tolist() == ref["pred"].tolist()
