@@ -140,8 +140,7 @@ class EmbeddingCache:
               index: torch.Tensor) -> torch.Tensor:
         """``enc(x)`` [n, emb] for the rows ``index`` [n] of the store, computing only the misses."""
         padded = 0 if uses_lengths(enc) else int(x.shape[1])
-        probe = enc(x[:1], lengths[:1]) if name not in self._emb else self._emb[name][:1]
-        emb, key = self._table(name, int(index.max()) + 1, probe.shape[1], probe)
+        emb, key = self._table(name, int(index.max()) + 1, int(enc.output_dim), x)
         miss = (key[index] != padded).nonzero().squeeze(1)
         self.misses += int(miss.numel())
         self.hits += int(index.numel() - miss.numel())
