@@ -1,0 +1,234 @@
+"""The compiled training package: GPU settings, caching/retries, DAG edges, parameters, determinism, no secrets."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from components import MER_IMAGE  # noqa: E402
+from pipelines.compile import compile_pipeline, parse_params  # noqa: E402
+from pipelines.training import ALL_FOLDS, CHECKPOINT_MOUNT, PipelineOptions  # noqa: E402
+
+GPU_EXECUTORS = ("exec-train-ifmmin", "exec-train-nmer")
+TRAIN_TASKS = ("train-ifmmin", "train-nmer", "train-baseline")
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pkg") / "mer_pipeline.yaml"
+    compile_pipeline("training", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def docs(package: Path) -> tuple[dict, dict]:
+    spec, platform = list(yaml.safe_load_all(package.read_text()))
+    return spec, platform
+
+
+def _components_with_dag(spec: dict) -> dict[str, dict]:
+    comps = {name: c for name, c in spec["components"].items() if "dag" in c}
+    comps["root"] = spec["root"]
+    return comps
+
+
+def _find_task(spec: dict, task: str) -> dict:
+    for comp in _components_with_dag(spec).values():
+        if task in comp["dag"]["tasks"]:
+            return comp["dag"]["tasks"][task]
+    raise KeyError(task)
+
+
+def test_gpu_training_executors_request_accelerator_and_resources(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    for name in GPU_EXECUTORS:
+        res = spec["deploymentSpec"]["executors"][name]["container"]["resources"]
+        assert res["accelerator"] == {
+            "resourceType": "{{$.inputs.parameters['pipelinechannel--accelerator_type']}}",
+            "resourceCount": "{{$.inputs.parameters['pipelinechannel--accelerator_count']}}",
+        }
+        assert res["resourceCpuRequest"] == "{{$.inputs.parameters['pipelinechannel--train_cpu_request']}}"
+        assert res["resourceCpuLimit"] == "{{$.inputs.parameters['pipelinechannel--train_cpu_limit']}}"
+        assert res["resourceMemoryRequest"] == "{{$.inputs.parameters['pipelinechannel--train_memory_request']}}"
+        assert res["resourceMemoryLimit"] == "{{$.inputs.parameters['pipelinechannel--train_memory_limit']}}"
+    baseline = spec["deploymentSpec"]["executors"]["exec-train-baseline"]["container"]["resources"]
+    assert "accelerator" not in baseline and "resourceCpuLimit" in baseline
+
+
+def test_gpu_tasks_have_node_selector_and_toleration(docs: tuple[dict, dict]) -> None:
+    _, platform = docs
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in GPU_EXECUTORS:
+        cfg = executors[name]
+        selector = {"componentInputParameter": "pipelinechannel--gpu_node_selector"}
+        assert cfg["nodeSelector"] == {"nodeSelectorJson": selector}
+        assert cfg["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "exec-train-baseline" not in executors  # CPU task: no GPU pool constraints
+    assert "pvcMount" not in str(executors)
+
+
+def test_images_and_no_runtime_pip(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    executors = spec["deploymentSpec"]["executors"]
+    assert len(executors) == 12
+    for name, ex in executors.items():
+        assert ex["container"]["image"] == MER_IMAGE, name
+        assert "pip install" not in " ".join(ex["container"]["command"]), name
+
+
+def test_caching_and_retries(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    for task in (*TRAIN_TASKS, "check-retrain", "compare-models", "register-model", "register-model-2"):
+        assert _find_task(spec, task)["cachingOptions"] == {}, task  # {} = caching disabled
+    for task in ("prepare-data", "noise-recipe", "evaluate-model"):
+        assert _find_task(spec, task)["cachingOptions"] == {"enableCache": True}, task
+    for task in TRAIN_TASKS:
+        assert _find_task(spec, task)["retryPolicy"] == {"maxRetryCount": 3, "backoffDuration": "120s",
+                                                         "backoffFactor": 2.0, "backoffMaxDuration": "3600s"}
+    for task in ("prepare-data", "evaluate-model", "register-model"):
+        assert "retryPolicy" not in _find_task(spec, task)
+
+
+def test_dag_edges_and_control_flow(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    comps = spec["components"]
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"check-retrain", "condition-1"}
+    assert root["condition-1"]["dependentTasks"] == ["check-retrain"]
+    assert root["condition-1"]["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--check-retrain-Output'] == true"
+    inner = comps["comp-condition-1"]["dag"]["tasks"]
+    assert inner["noise-recipe"]["dependentTasks"] == ["prepare-data"]
+    loop = inner["for-loop-2"]
+    assert loop["dependentTasks"] == ["noise-recipe", "prepare-data"]
+    assert loop["iteratorPolicy"] == {"parallelismLimit": PipelineOptions().fold_parallelism}
+    assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--folds"}
+    assert set(comps["comp-for-loop-2"]["dag"]["tasks"]) == set(TRAIN_TASKS)
+    collected = {}
+    for ev in ("evaluate-model", "evaluate-model-2", "evaluate-model-3"):
+        assert inner[ev]["dependentTasks"] == ["for-loop-2", "noise-recipe", "prepare-data"]
+        src = inner[ev]["inputs"]["artifacts"]["fold_models"]["taskOutputArtifact"]
+        assert src["producerTask"] == "for-loop-2"  # dsl.Collected of the loop's per-fold models
+        collected[ev] = src["outputArtifactKey"]
+    assert sorted(collected.values()) == [f"pipelinechannel--train-{f}-model" for f in ("baseline", "ifmmin", "nmer")]
+    loop_out = comps["comp-for-loop-2"]["outputDefinitions"]["artifacts"]
+    assert all(loop_out[k]["isArtifactList"] for k in collected.values())
+    assert inner["compare-models"]["dependentTasks"] == ["evaluate-model", "evaluate-model-2", "evaluate-model-3"]
+    branches = comps[inner["condition-branches-3"]["componentRef"]["name"]]["dag"]["tasks"]
+    conds = {t["triggerPolicy"]["condition"] for t in branches.values()}
+    assert any("== 'nmer'" in c for c in conds) and any("== 'ifmmin'" in c for c in conds)
+    assert "compare-models" in inner["condition-branches-3"]["dependentTasks"]
+
+
+def test_every_subdag_input_reference_is_declared(docs: tuple[dict, dict]) -> None:
+    # kfp 2.17.3 does not propagate resource channels into If/ParallelFor sub-DAGs by itself: an
+    # undeclared reference would only fail on the cluster.
+    spec, _ = docs
+    for name, comp in _components_with_dag(spec).items():
+        declared = set(comp.get("inputDefinitions", {}).get("parameters", {}))
+        declared_art = set(comp.get("inputDefinitions", {}).get("artifacts", {}))
+        for tname, task in comp["dag"]["tasks"].items():
+            for pname, p in task.get("inputs", {}).get("parameters", {}).items():
+                if "componentInputParameter" in p:
+                    assert p["componentInputParameter"] in declared, (name, tname, pname)
+                if "taskOutputParameter" in p:
+                    assert p["taskOutputParameter"]["producerTask"] in comp["dag"]["tasks"], (name, tname, pname)
+            for aname, a in task.get("inputs", {}).get("artifacts", {}).items():
+                if "componentInputArtifact" in a:
+                    assert a["componentInputArtifact"] in declared_art, (name, tname, aname)
+
+
+def test_run_id_placeholder_reaches_training_and_registration(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    for task in ("train-ifmmin", "train-nmer", "register-model", "register-model-2"):
+        assert _find_task(spec, task)["inputs"]["parameters"]["run_id"] == \
+            {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
+
+
+def test_parameters_have_defaults_and_descriptions(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert len(params) == 23
+    for name, p in params.items():
+        assert p.get("isOptional") is True and "defaultValue" in p, name
+        assert len(p.get("description", "")) > 15, name
+    assert params["data_uri"]["defaultValue"] == ""  # synthetic corpus by default
+    assert params["synthetic_preset"]["defaultValue"] == "iemocap"
+    assert params["folds"]["defaultValue"] == ALL_FOLDS
+    assert params["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
+    assert params["accelerator_count"] == {**params["accelerator_count"], "defaultValue": 1.0,
+                                           "parameterType": "NUMBER_INTEGER"}
+    assert params["gpu_node_selector"]["defaultValue"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    assert params["force_retrain"]["defaultValue"] is False
+    assert params["registry_uri"]["defaultValue"] == ""
+
+
+def _compile_in_subprocess(out: Path, env: dict[str, str] | None = None, *args: str) -> bytes:
+    subprocess.run([sys.executable, str(REPO / "pipelines" / "compile.py"), "--output", str(out), *args],
+                   check=True, capture_output=True, env={**os.environ, **(env or {})}, cwd=str(out.parent))
+    return out.read_bytes()
+
+
+def test_recompile_is_byte_identical(package: Path, tmp_path: Path) -> None:
+    assert _compile_in_subprocess(tmp_path / "again.yaml") == package.read_bytes()
+
+
+def test_image_env_and_compile_options(tmp_path: Path) -> None:
+    image = "europe-docker.pkg.dev/p/mer/mer-cuda@sha256:" + "ab" * 32
+    data = _compile_in_subprocess(tmp_path / "pinned.yaml", {"MER_IMAGE": image}, "--checkpoint-pvc", "mer-ckpt",
+                                  "--fold-parallelism", "2", "--param", "registry_uri=gs://b/registry",
+                                  "--param", "folds=[1,2]")
+    spec, platform = list(yaml.safe_load_all(data))
+    assert {ex["container"]["image"] for ex in spec["deploymentSpec"]["executors"].values()} == {image}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in (*GPU_EXECUTORS, "exec-train-baseline"):
+        assert executors[name]["pvcMount"] == [{"constant": "mer-ckpt", "mountPath": CHECKPOINT_MOUNT,
+                                                "pvcNameParameter": {"runtimeValue": {"constant": "mer-ckpt"}}}]
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["registry_uri"]["defaultValue"] == "gs://b/registry"
+    assert params["folds"]["defaultValue"] == [1, 2]
+    loop = spec["components"]["comp-condition-1"]["dag"]["tasks"]["for-loop-2"]
+    assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
+
+
+def test_parse_params_rejects_unknown_and_malformed() -> None:
+    assert parse_params(["epochs=3", "data_uri=gs://b/f"], {"epochs", "data_uri"}) == {"epochs": 3,
+                                                                                         "data_uri": "gs://b/f"}
+    with pytest.raises(ValueError, match="not a pipeline parameter"):
+        parse_params(["epoch=3"], {"epochs"})
+    with pytest.raises(ValueError, match="expected key=value"):
+        parse_params(["epochs"], {"epochs"})
+    with pytest.raises(ValueError, match="fold_parallelism"):
+        PipelineOptions(fold_parallelism=0)
+
+
+CREDENTIAL_PATTERNS = [
+    r"AKIA[0-9A-Z]{16}",                              # AWS access key id
+    r"AIza[0-9A-Za-z_\-]{35}",                        # Google API key
+    r"ya29\.[0-9A-Za-z_\-]{20,}",                     # Google OAuth access token
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    r"\"type\"\s*:\s*\"service_account\"",            # service-account JSON key
+    r"gh[pousr]_[0-9A-Za-z]{36}",                     # GitHub tokens
+    r"xox[abprs]-[0-9A-Za-z-]{10,}",                  # Slack tokens
+    r"(?i)(password|passwd|api[_-]?key|secret[_-]?key|access[_-]?token|client[_-]?secret)\s*[:=]\s*['\"]?"
+    r"[A-Za-z0-9/+_\-]{8,}",
+]
+
+
+def test_package_carries_no_credentials(package: Path) -> None:
+    text = package.read_text()
+    for pattern in CREDENTIAL_PATTERNS:
+        assert not re.search(pattern, text), pattern
+    # Nothing secret-looking from this environment leaked in either.
+    for key, value in os.environ.items():
+        if re.search(r"(?i)token|secret|password|credential|api_key", key) and len(value) >= 8:
+            assert value not in text, key
+    _, platform = list(yaml.safe_load_all(text))
+    assert "secretAsEnv" not in str(platform) and "imagePullSecret" not in str(platform)

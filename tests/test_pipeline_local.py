@@ -1,0 +1,80 @@
+"""The whole training DAG under kfp.local (SubprocessRunner, no Docker) on the tiny corpus, then the
+compiled package re-run: the gate skips training because nothing changed."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipelines import run_local  # noqa: E402
+from pipelines.compile import compile_pipeline  # noqa: E402
+
+TINY_NETS = ["model_params.embd_size=16", "model_params.cls_layers=[16,16]", "model_params.vae_layers=1",
+             "model_params.ae_layers=[16,8]", "model_params.ae_blocks=1"]
+
+
+def _args(root: Path) -> list[str]:
+    args = ["--preset", "tiny", "--folds", "1", "--epochs", "1", "--root", str(root),
+            "--param", 'noise_types=["gaussian"]', "--param", "noise_levels=[100]"]
+    for item in TINY_NETS:
+        args += ["--set", item]
+    return args
+
+
+@pytest.mark.slow
+def test_whole_pipeline_runs_locally_then_skips_when_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # run_local edits it; restore afterwards
+    monkeypatch.chdir(tmp_path)
+    from mer_lib.pipeline.gate import code_fingerprint
+
+    code_before = code_fingerprint()
+    root = tmp_path / "outputs"
+    assert run_local.main(_args(root)) == 0
+    out = capsys.readouterr().out
+    assert "gate: retrain: mer-emotion has no champion yet" in out
+    assert "| model | selection | {a} | {v} | {l} | {a,v} | {a,l} | {v,l} | average | {a,v,l} |" in out
+    assert "registered: mer-emotion v1" in out and "promoted: True" in out
+
+    from mer_lib.registry.uri import UriRegistry
+
+    registry = UriRegistry(str(root / "registry"))
+    champ = registry.champion("mer-emotion")
+    assert champ is not None and champ.number == 1 and champ.run_id  # the local run's job id
+    family = champ.extra["card_context"]["model_type"]
+    assert family in {"ifmmin", "nmer"} and f"champion: mer-emotion v1 ({family}" in out
+    run_dir = run_local.latest_run_dir(root)
+    assert len(list(run_dir.glob("for-loop-*/train-*/model/family.json"))) == 3  # one fold x three families
+    decision = json.loads(next(run_dir.rglob("compare-models/comparison/decision.json")).read_text())
+    assert decision["challenger"] == family and decision["register"] is True
+
+    # The compiled package runs too; with data, code and settings unchanged, only the gate runs.
+    package = tmp_path / "mer_pipeline.yaml"
+    compile_pipeline("training", package)
+    if code_fingerprint() != code_before:
+        pytest.skip("mer_lib was edited while the first run trained (shared checkout): the gate rightly retrains")
+    assert run_local.main([*_args(root), "--package", str(package)]) == 0
+    out = capsys.readouterr().out
+    assert "gate: SKIPPED: data, code and settings are unchanged since champion mer-emotion v1" in out
+    assert [v.number for v in registry.list_versions("mer-emotion")] == [1]
+    second = run_local.latest_run_dir(root)
+    assert second != run_dir and sorted(p.name for p in second.iterdir()) == ["check-retrain"]
+
+
+def test_pipeline_arguments_from_the_command_line(tmp_path: Path) -> None:
+    args = run_local.parse_args(["--folds", "2,3", "--set", "train.lr=0.001", "--param", "promotion_margin=0.02",
+                                 "--param", "model_name=x", "--root", str(tmp_path)])
+    params = run_local.pipeline_arguments(args)
+    assert params["folds"] == [2, 3] and params["synthetic_preset"] == "demo" and params["epochs"] == 2
+    assert params["training_overrides"] == ["train.tensorboard=false", "train.lr=0.001"]
+    assert params["promotion_margin"] == 0.02 and params["model_name"] == "x"
+    assert params["registry_uri"] == str(tmp_path / "registry") and params["force_retrain"] is False
+    with pytest.raises(ValueError, match="--folds"):
+        run_local.pipeline_arguments(run_local.parse_args(["--folds", "a"]))
+    with pytest.raises(ValueError, match="key=value"):
+        run_local.pipeline_arguments(run_local.parse_args(["--param", "oops"]))
