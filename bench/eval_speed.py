@@ -68,7 +68,7 @@ def build_fold(root: Path, n_test: int, seed: int = 0) -> None:
 
 
 def save_random_checkpoint(model_name: str, run: Path) -> ExperimentConfig:
-    """A randomly initialised checkpoint of ``model_name`` in ``run/fold_1/best.pt``."""
+    """A randomly initialised checkpoint of ``model_name`` in ``run/fold_1/best.pt`` (its packaged recipe)."""
     from mer_lib.models.factory import build_model
     from mer_lib.training.checkpoint import model_state, save
 
@@ -118,12 +118,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.models:
             run = Path(tmp) / f"run_{name}"
             save_random_checkpoint(name, run)
-            times, grid = [], None
+            times, cpu, grid = [], [], None
             for _ in range(args.repeats):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 ev = evaluate_model_dir(str(run), str(data), "1", batch_size=args.batch_size, device=args.device,
                                         progress=False)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
             if args.noise_cell:
                 ev = evaluate_model_dir(str(run), str(data), "1", batch_size=args.batch_size, device=args.device,
                                         progress=False, noise_grid=True, noise_types=["gaussian"],
@@ -131,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                 grid = ev.info["timing"]["noise_s"]
             best = min(times)
             results["models"][name] = {"evaluate_s": best, "items_per_s": n_items / best, "noise_cell_s": grid,
-                                       "all_s": times}
+                                       "cpu_s": min(cpu), "all_s": times}
             extra = f", one noise cell {grid:.2f}s" if grid is not None else ""
-            print(f"{name:12s} {n_items} items ({args.n_test} x 7) in {best:.2f}s "
+            print(f"{name:12s} {n_items} items ({args.n_test} x 7) in {best:.2f}s wall, {min(cpu):.2f} CPU s "
                   f"= {n_items / best:,.0f} items/s{extra}")
     print(f"batch assembly alone: {results['collate_s']:.2f}s; torch threads {results['threads']}, "
           f"device {args.device}")
