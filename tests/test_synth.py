@@ -169,3 +169,30 @@ def test_cli_writes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert f"{PRESETS['tiny'].total} utterances" in printed and meta["fingerprint"] in printed
     assert main(["synth", "--preset", "tiny", "--seed", "0", "--out", str(out)]) == 2
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_emotion_signal_is_learnable_across_speakers_and_ordered() -> None:
+    """Pooled logistic regression on the demo plan (in memory): well above chance, text beats video."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import recall_score
+    from sklearn.preprocessing import StandardScaler
+
+    from mer_lib.data.synth import iter_modality
+
+    plan = plan_corpus("demo", 0)
+    dims = {"a": 130, "v": 64, "l": 64}
+    feats = {}
+    for m in ("a", "v", "l"):
+        lens = plan[f"len_{m}"].to_numpy()
+        feats[m] = np.stack([np.concatenate([x[:n].mean(0), x[:n].max(0)]) for (_, x), n in
+                             zip(iter_modality(plan, PRESETS["demo"], m, 0, dims), lens, strict=True)])
+    test = plan["session"].to_numpy() == 1  # two unseen speakers
+    y = plan["label"].to_numpy()
+    ua = {}
+    for name in ("v", "l", "avl"):
+        x = np.concatenate([feats[m] for m in name], axis=1)
+        sc = StandardScaler().fit(x[~test])
+        clf = LogisticRegression(C=0.05, max_iter=1000).fit(sc.transform(x[~test]), y[~test])
+        ua[name] = recall_score(y[test], clf.predict(sc.transform(x[test])), average="macro")
+    assert ua["avl"] > 0.45 and ua["l"] > 0.5  # chance is 0.25 (measured: 0.555 and 0.654)
+    assert ua["v"] < ua["l"] and ua["v"] < ua["avl"]
