@@ -349,12 +349,16 @@ class FeatureStore:
                 ds.read_direct(data, dest_sel=np.s_[offsets[i]:offsets[i + 1]])
             else:
                 data[offsets[i]:offsets[i + 1]] = ds[()]
-        finite = np.isfinite(data).all(axis=1)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
-            i = int(np.searchsorted(offsets, row, side="right") - 1)
-            raise FeatureSetError(f"{path}[{ids[i]}]: contains NaN or inf values (frame {row - offsets[i]})")
-        nonzero = np.abs(data).sum(axis=1) > 0
+        # Row-wise checks in chunks: a whole-array temporary would double the peak memory.
+        nonzero = np.empty(len(data), dtype=bool)
+        for lo in range(0, len(data), 1 << 16):
+            chunk = data[lo:lo + (1 << 16)]
+            finite = np.isfinite(chunk).all(axis=1)
+            if not finite.all():
+                row = lo + int(np.flatnonzero(~finite)[0])
+                i = int(np.searchsorted(offsets, row, side="right") - 1)
+                raise FeatureSetError(f"{path}[{ids[i]}]: contains NaN or inf values (frame {row - offsets[i]})")
+            nonzero[lo:lo + len(chunk)] = (chunk != 0).any(axis=1)
         true_len = np.empty_like(lengths)
         for i in range(len(ids)):
             nz = np.flatnonzero(nonzero[offsets[i]:offsets[i + 1]])
