@@ -46,7 +46,6 @@ class DataConfig:
     dim_l: int = _f(1024, min=1)
     num_classes: int = _f(4, min=2)
     norm_a: str = _f("trn", choices=("trn", "none"), help="z-normalise A with the fold's train stats")
-    length_masks: bool = _f(False, help="pass true lengths to the encoders (improved recipe)")
     num_workers: int = _f(0, min=0)
 
 
