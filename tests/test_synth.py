@@ -172,7 +172,8 @@ def test_cli_writes_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_emotion_signal_is_learnable_across_speakers_and_ordered() -> None:
-    """Pooled logistic regression on the demo plan (in memory): well above chance, text beats video."""
+    """Pooled logistic regression on the demo plan (in memory): well above chance, text beats video,
+    all three beat text alone."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import recall_score
     from sklearn.preprocessing import StandardScaler
@@ -196,8 +197,9 @@ def test_emotion_signal_is_learnable_across_speakers_and_ordered() -> None:
             sc = StandardScaler().fit(x[~test])
             clf = LogisticRegression(C=0.05, max_iter=1000).fit(sc.transform(x[~test]), y[~test])
             ua[name] = recall_score(y[test], clf.predict(sc.transform(x[test])), average="macro")
-    assert ua["avl"] > 0.45 and ua["l"] > 0.5  # chance is 0.25 (measured: 0.555 and 0.654)
-    assert ua["v"] < ua["l"] and ua["v"] < ua["avl"]
+    # Chance is 0.25; measured 0.514 (v), 0.731 (l), 0.805 (avl) on this platform.
+    assert ua["avl"] > 0.72 and ua["l"] > 0.65 and ua["v"] > 0.4
+    assert ua["v"] < ua["l"] - 0.1 and ua["avl"] > ua["l"] + 0.03
 
 
 def test_generates_to_gcs(gcs_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
