@@ -9,7 +9,6 @@ An empty cell means that modality is absent for that utterance.
 
 from __future__ import annotations
 
-import io
 import math
 
 import pandas as pd
@@ -18,6 +17,7 @@ from mer_lib import storage
 from mer_lib.data.featureset import FeatureSetError
 from mer_lib.features.media import SIDES
 from mer_lib.features.records import LabelSet, Listing, Skip, Utterance
+from mer_lib.manifest_csv import read_manifest_table, resolve_media
 
 REQUIRED = ("id", "speaker")
 MEDIA = {"a": "audio", "v": "video", "l": "transcript"}
@@ -31,12 +31,6 @@ def _cell(row: pd.Series, col: str) -> str | None:
         return None
     s = str(v).strip()
     return s or None
-
-
-def _resolve(base: str, ref: str) -> str:
-    if storage.is_gcs(ref) or ref.startswith("/"):
-        return ref
-    return storage.join(base, ref)
 
 
 def _label(value: str | None, labels: LabelSet) -> int | None:
@@ -57,17 +51,7 @@ def read_manifest_csv(uri: str, labels: LabelSet, *, modalities: str = "avl") ->
     Raises:
         FeatureSetError: unreadable CSV, missing required column, or duplicated ids.
     """
-    try:
-        df = pd.read_csv(io.BytesIO(storage.read_bytes(uri)), dtype=str, keep_default_na=False)
-    except Exception as exc:
-        raise FeatureSetError(f"{uri}: unreadable manifest CSV ({exc})") from exc
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise FeatureSetError(f"{uri}: missing column(s) {', '.join(missing)} (have {', '.join(df.columns)})")
-    dup = df["id"][df["id"].duplicated()]
-    if len(dup):
-        raise FeatureSetError(f"{uri}: utterance id {dup.iloc[0]!r} appears more than once")
-    base = uri.rsplit("/", 1)[0] if "/" in uri else "."
+    df, base = read_manifest_table(uri, REQUIRED, FeatureSetError)
     utts, skips = [], []
     for i, row in df.iterrows():
         uid, speaker = _cell(row, "id"), _cell(row, "speaker")
@@ -93,8 +77,8 @@ def read_manifest_csv(uri: str, labels: LabelSet, *, modalities: str = "avl") ->
             refs[m] = _cell(row, MEDIA[m])
             if refs[m] is None:
                 problems.append(Skip(uid, m, f"no {MEDIA[m]} given in the manifest"))
-            elif m != "l" and not storage.exists(_resolve(base, refs[m])):
-                problems.append(Skip(uid, m, f"missing media: {_resolve(base, refs[m])}"))
+            elif m != "l" and not storage.exists(resolve_media(base, refs[m])):
+                problems.append(Skip(uid, m, f"missing media: {resolve_media(base, refs[m])}"))
         if problems:
             skips.extend(problems)
             continue
@@ -107,8 +91,8 @@ def read_manifest_csv(uri: str, labels: LabelSet, *, modalities: str = "avl") ->
         utts.append(Utterance(
             uid=uid, speaker=speaker, session=_cell(row, "session") or speaker, gender=_cell(row, "gender") or "",
             label=lab, label_code=lab_text or "", text=refs.get("l"),
-            audio=_resolve(base, refs["a"]) if refs.get("a") else None,
-            video=_resolve(base, refs["v"]) if refs.get("v") else None,
+            audio=resolve_media(base, refs["a"]) if refs.get("a") else None,
+            video=resolve_media(base, refs["v"]) if refs.get("v") else None,
             start=start, end=end, audio_start=start, audio_end=end, side=side))
     utts.sort(key=lambda u: u.uid)
     return Listing(utts, skips, labels, {"type": "manifest", "input": str(uri)})

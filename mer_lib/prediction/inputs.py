@@ -16,7 +16,6 @@ empty manifest) raise :class:`PredictionError`.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import pandas as pd
 from mer_lib import storage
 from mer_lib.conditions import MODALITIES
 from mer_lib.data.featureset import MODALITY_DIR, FeatureSpec, read_manifest, read_metadata, read_split
+from mer_lib.manifest_csv import read_manifest_table, resolve_media
 from mer_lib.prediction.errors import PredictionError
 
 SKIP_COLUMNS = ["id", "modality", "reason"]
@@ -218,22 +218,11 @@ def read_raw_manifest(uri: str, label_names: tuple[str, ...]) -> tuple[list[RawC
     Raises:
         PredictionError: unreadable CSV, no ``id`` column, duplicated ids, or no rows at all.
     """
-    try:
-        df = pd.read_csv(io.BytesIO(storage.read_bytes(uri)), dtype=str, keep_default_na=False)
-    except FileNotFoundError as exc:
-        raise PredictionError(f"{uri}: no such manifest") from exc
-    except Exception as exc:  # pandas raises several parser error types
-        raise PredictionError(f"{uri}: unreadable manifest CSV ({exc})") from exc
-    if "id" not in df.columns:
-        raise PredictionError(f"{uri}: missing column 'id' (have {', '.join(df.columns) or 'none'})")
+    df, base = read_manifest_table(uri, ("id",), PredictionError)
     if not any(c in df.columns for c in MEDIA_COLUMNS.values()):
         raise PredictionError(f"{uri}: no media column (need at least one of {', '.join(MEDIA_COLUMNS.values())})")
     if df.empty:
         raise PredictionError(f"{uri}: the manifest lists no utterances")
-    dup = df["id"][df["id"].duplicated()]
-    if len(dup):
-        raise PredictionError(f"{uri}: utterance id {dup.iloc[0]!r} appears more than once")
-    base = uri.rsplit("/", 1)[0] if "/" in uri else "."
     clips, skips = [], []
     for i, row in enumerate(df.to_dict("records")):
         uid = (row.get("id") or "").strip()
@@ -248,16 +237,10 @@ def read_raw_manifest(uri: str, label_names: tuple[str, ...]) -> tuple[list[RawC
         except ValueError:
             skips.append({"id": uid, "modality": "all", "reason": f"{uri} row {i + 2}: start/end must be seconds"})
             continue
-        clips.append(RawClip(uid, audio=_resolve(base, cell["audio"]), video=_resolve(base, cell["video"]),
+        clips.append(RawClip(uid, audio=resolve_media(base, cell["audio"]), video=resolve_media(base, cell["video"]),
                              text=cell["transcript"], label=parse_label(cell["label"], label_names),
                              start=start, end=end, side=cell["side"] or "full"))
     return clips, skips
-
-
-def _resolve(base: str, ref: str | None) -> str | None:
-    if ref is None or storage.is_gcs(ref) or ref.startswith("/"):
-        return ref
-    return storage.join(base, ref)
 
 
 def single_clip(audio: str | None = None, video: str | None = None, text: str | None = None,
