@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import logging
 import types
 import typing
 from dataclasses import dataclass, field
@@ -92,6 +93,18 @@ class ModelConfig:
     kl_reduction: str = _f("mean", choices=("mean", "sum"), help="sum = published")
     kl_weight: float = _f(1.0, min=0.0)
     eval_sample_z: bool = _f(False, help="sample z at evaluation (published) instead of using mu")
+    kl_warmup_epochs: int = _f(0, min=0, help="ramp the KL weight linearly from 0 over this many epochs "
+                               "(0 = published: full weight from the first step)")
+    vae_decoder_output: str = _f("sigmoid", choices=("sigmoid", "tanh", "linear"),
+                                 help="VAE decoder output activation (sigmoid = published; its (0, 1) range "
+                                 "cannot reach the teacher's specific features)")
+    vae_init: str = _f("reference", choices=("reference", "pytorch"),
+                       help="reference = published kaiming re-init of every Linear, transformer included; "
+                       "pytorch = the VAE keeps PyTorch's own initialisation")
+    nmer_classifier_input: str = _f("reconstruction", choices=("reconstruction", "residual", "concat"),
+                                    help="what the NMER classifier reads: reconstruction = x_rec (published); "
+                                    "residual = x_rec + fused (the published code before 60da665); "
+                                    "concat = [x_rec, c]")
     diffusion_regulariser: bool = _f(False, help="NMER stage-1 diffusion branch (needs diffusers)")
 
 
@@ -215,18 +228,26 @@ def _check_value(cls: type, name: str, value: Any, where: str) -> Any:
     return value
 
 
-def _build(cls: type, raw: dict[str, Any], source: str, prefix: str = "") -> Any:
-    """Recursively build dataclass ``cls`` from ``raw``, rejecting unknown keys."""
+def _build(cls: type, raw: dict[str, Any], source: str, prefix: str = "",
+           dropped: list[str] | None = None) -> Any:
+    """Recursively build dataclass ``cls`` from ``raw``.
+
+    Unknown keys raise :class:`ConfigError`, or, when a ``dropped`` list is given, are left out and
+    their dotted names appended to it.
+    """
     names = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         dotted = f"{prefix}{key}"
         if key not in names:
+            if dropped is not None:
+                dropped.append(dotted)
+                continue
             raise ConfigError(f"{source}: unknown config key {dotted!r} (known: {', '.join(sorted(names))})")
         value = _check_value(cls, key, value, f"{source}: {dotted}")
         if dataclasses.is_dataclass(hints[key]):
-            value = _build(hints[key], value, source, f"{dotted}.")
+            value = _build(hints[key], value, source, f"{dotted}.", dropped)
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -317,9 +338,23 @@ def load_config(model: str | None = None, config_file: str | Path | None = None,
     return _build(ExperimentConfig, raw, "config")
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "config") -> ExperimentConfig:
-    """Build a config from a plain dict (for example one stored in a checkpoint)."""
-    return _build(ExperimentConfig, raw, source)
+def config_from_dict(raw: dict[str, Any], source: str = "config", strict: bool = True) -> ExperimentConfig:
+    """Build a config from a plain dict (for example one stored in a checkpoint).
+
+    Args:
+        raw: the config as nested dicts.
+        source: where it came from (named in errors).
+        strict: reject unknown keys; ``False`` drops them with a warning (a checkpoint written by an
+            older version may carry a key that was since removed).
+    """
+    if strict:
+        return _build(ExperimentConfig, raw, source)
+    dropped: list[str] = []
+    cfg = _build(ExperimentConfig, raw, source, dropped=dropped)
+    if dropped:
+        logging.getLogger(__name__).warning("%s: ignoring config key(s) this version does not know: %s",
+                                            source, ", ".join(dropped))
+    return cfg
 
 
 def save_config(cfg: ExperimentConfig, path: str | Path) -> None:

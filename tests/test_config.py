@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from mer_lib.config import ConfigError, ExperimentConfig, config_from_dict, load_config
 
@@ -66,3 +67,29 @@ def test_round_trip_and_hash_is_stable() -> None:
     again = config_from_dict(cfg.to_dict())
     assert again == cfg and again.hash() == cfg.hash()
     assert load_config("utt_fusion", overrides=["train.seed=4"]).hash() != cfg.hash()
+
+
+def test_unknown_keys_rejected_unless_lenient(caplog: pytest.LogCaptureFixture) -> None:
+    raw = load_config("utt_fusion").to_dict()
+    raw["model_params"]["retired_option"] = 1
+    with pytest.raises(ConfigError, match="unknown config key 'model_params.retired_option'"):
+        config_from_dict(raw, source="ckpt.pt")
+    with caplog.at_level("WARNING"):
+        cfg = config_from_dict(raw, source="ckpt.pt", strict=False)
+    assert cfg == load_config("utt_fusion")
+    assert "ckpt.pt: ignoring config key(s) this version does not know: model_params.retired_option" in caplog.text
+
+
+def test_checkpoint_from_an_older_version_still_loads(tmp_path: Path) -> None:
+    from mer_lib.models.factory import build_model
+    from mer_lib.training import checkpoint as ckpt_io
+
+    cfg = load_config("utt_fusion")
+    raw = cfg.to_dict()
+    raw["train"]["removed_since"] = True
+    model = build_model(cfg)
+    ckpt_io.save({"model": ckpt_io.model_state(model), "config": raw, "meta": {}}, tmp_path / ckpt_io.BEST)
+    loaded, loaded_cfg, _ = ckpt_io.load_trained(tmp_path)
+    assert loaded_cfg == cfg
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
+                                                strict=True))

@@ -88,7 +88,8 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", fold: int
     ckpt = load(ckpt_path, map_location=device)
     if "model" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{ckpt_path}: not a mer checkpoint (keys: {', '.join(ckpt)})")
-    cfg = config_from_dict(ckpt["config"], source=str(ckpt_path))
+    # a model trained by an older version may carry keys since removed: they no longer mean anything
+    cfg = config_from_dict(ckpt["config"], source=str(ckpt_path), strict=False)
     model = build_model(cfg)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     # A stage-2 checkpoint does not carry its frozen teacher: it is only needed for training.
