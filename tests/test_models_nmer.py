@@ -217,3 +217,72 @@ def test_one_epoch_two_stage_nmer_run(tiny_data: Path, tmp_path: Path) -> None:
     metrics = json.loads((s2 / "fold_1" / "test_metrics.json").read_text())
     assert metrics["model"] == "nmer" and 0.0 <= metrics["average"]["ua"] <= 1.0
     assert {"a", "v", "l", "av", "al", "vl", "avl"} <= set(metrics)
+
+
+@pytest.mark.parametrize("output, low, high", [("sigmoid", 0.0, 1.0), ("tanh", -1.0, 1.0), ("linear", None, None)])
+def test_decoder_output_ranges(output: str, low: float | None, high: float | None) -> None:
+    torch.manual_seed(0)
+    model = stage2(f"model_params.vae_decoder_output={output}").eval()
+    with torch.no_grad():
+        # large inputs push a bounded decoder against its range; a linear one goes past it
+        x_rec = model.netVAE(torch.randn(32, 48) * 50, torch.randn(32, 48) * 50)[0]
+    if low is None:
+        assert x_rec.min() < -1.0 or x_rec.max() > 1.0
+    else:
+        assert low <= float(x_rec.min()) and float(x_rec.max()) <= high
+    assert count_parameters(model.netVAE.decoder) == count_parameters(stage2().netVAE.decoder)
+    with pytest.raises(ConfigError, match="vae_decoder_output"):
+        small_cfg("nmer", "model_params.vae_decoder_output=relu")
+
+
+def test_vae_init_reference_or_pytorch() -> None:
+    torch.manual_seed(0)
+    ref = build_model(load_config("nmer"))
+    torch.manual_seed(0)
+    own = build_model(load_config("nmer", overrides=["model_params.vae_init=pytorch"]))
+    kaiming = (2 / 768) ** 0.5  # kaiming_normal_(fan_in) std of Linear(768, 64)
+    assert float(ref.netVAE.fc_mu.weight.std()) == pytest.approx(kaiming, rel=0.05)
+    assert float(own.netVAE.fc_mu.weight.std()) == pytest.approx((1 / (3 * 768)) ** 0.5, rel=0.05)  # PyTorch's
+    ffn = ref.netVAE.encoder.layers[0].linear1
+    assert float(ffn.weight.std()) == pytest.approx(kaiming, rel=0.05)
+    assert float(ffn.bias.abs().max()) == 0.0 and float(own.netVAE.encoder.layers[0].linear1.bias.abs().max()) > 0
+    # every other sub-network keeps the reference init in both modes (the encoders come first: same draws)
+    assert float(own.netC.fc_out.bias.abs().max()) == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(ref.netA_spec.parameters(), own.netA_spec.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("mode, width", [("reconstruction", 48), ("residual", 48), ("concat", 96)])
+def test_classifier_input(mode: str, width: int) -> None:
+    torch.manual_seed(0)
+    model = stage2(f"model_params.nmer_classifier_input={mode}", "model_params.cls_bn=false").eval()
+    seen: list[torch.Tensor] = []
+    model.netC.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    batch = make_batch(6)
+    with torch.no_grad():
+        logits, x_rec, cond, _, _ = model(batch)
+        from mer_lib.models.encoding import encode_fused, fuse
+
+        feats = batch.features()
+        fused = fuse(encode_fused(model.encoders("spec"), feats, batch.mask, batch.lengths, fast=model.fast))
+    want = {"reconstruction": x_rec, "residual": x_rec + fused, "concat": torch.cat([x_rec, cond], -1)}[mode]
+    assert seen[0].shape == (6, width) and torch.allclose(seen[0], want)
+    assert logits.shape == (6, 4)
+
+
+def test_kl_warmup_ramps_the_weight() -> None:
+    model = stage2("model_params.kl_weight=0.5", "model_params.kl_warmup_epochs=4")
+    assert [model.kl_weight(e) for e in range(6)] == [0.0, 0.125, 0.25, 0.375, 0.5, 0.5]
+    assert stage2("model_params.kl_weight=0.5").kl_weight(0) == 0.5
+    torch.manual_seed(0)
+    step = model.training_step(make_batch(12), epoch=0)
+    t = step.terms
+    assert float(step.loss.detach()) == pytest.approx(t["ce"] + t["mse_inv"] + t["mse_rec"], rel=1e-5)
+
+
+def test_improved_recipe_only_changes_named_fields() -> None:
+    faithful = load_config("nmer")
+    improved = load_config("nmer", Path(__file__).parents[1] / "mer_lib/configs/nmer_improved.yaml")
+    diff = {k for k, v in improved.model_params.__dict__.items() if getattr(faithful.model_params, k) != v}
+    assert diff == {"nmer_classifier_input", "cls_bn"}
+    assert improved.recipe == "improved" and improved.train == faithful.train and improved.noise == faithful.noise
+    assert faithful.model_params.nmer_classifier_input == "reconstruction" and faithful.model_params.cls_bn

@@ -151,10 +151,16 @@ class NMER(_TwoEncoderMixin, Stage2Model):
         self.netInv = SharedEncoder(mp.embd_size, variant=mp.shared_encoder, dropout=mp.shared_dropout)
         dim = 3 * mp.embd_size
         self.netVAE = ConditionVAE(dim, dim, mp.vae_latent, dim, layers=mp.vae_layers, heads=mp.vae_heads,
-                                   ff_dim=mp.vae_ff, dropout=mp.vae_dropout, attention=mp.vae_attention)
-        self.netC = FcClassifier(dim, mp.cls_layers, cfg.data.num_classes, dropout=mp.cls_dropout,
+                                   ff_dim=mp.vae_ff, dropout=mp.vae_dropout, attention=mp.vae_attention,
+                                   decoder_output=mp.vae_decoder_output)
+        cls_in = 2 * dim if mp.nmer_classifier_input == "concat" else dim
+        self.netC = FcClassifier(cls_in, mp.cls_layers, cfg.data.num_classes, dropout=mp.cls_dropout,
                                  use_bn=mp.cls_bn)
-        init_reference(self)
+        for name, child in self.named_children():
+            # vae_init: pytorch keeps nn.Transformer's own (xavier) initialisation, which the
+            # published kaiming re-init of every "Linear" overrides
+            if not (name == "netVAE" and mp.vae_init == "pytorch"):
+                init_reference(child)
         self.injector = NoiseInjector(cfg.noise)
 
     def subnets(self) -> dict[str, nn.Module]:
@@ -168,8 +174,25 @@ class NMER(_TwoEncoderMixin, Stage2Model):
         spec = encode_fused(self.encoders("spec"), feats, batch.mask, batch.lengths, fast=self.fast)
         inv = encode_fused(self.encoders("inv"), feats, batch.mask, batch.lengths, fast=self.fast)
         cond = fuse({m: self.netInv(e) for m, e in inv.items()})
-        x_rec, mu, logvar = self.netVAE(fuse(spec), cond, sample=sample)
-        return self.netC(x_rec)[0], x_rec, cond, mu, logvar
+        fused = fuse(spec)
+        x_rec, mu, logvar = self.netVAE(fused, cond, sample=sample)
+        return self.netC(self._classifier_input(x_rec, fused, cond))[0], x_rec, cond, mu, logvar
+
+    def _classifier_input(self, x_rec: torch.Tensor, fused: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """x_rec (published), x_rec + fused (residual) or [x_rec, c] (concat)."""
+        mode = self.cfg.model_params.nmer_classifier_input
+        if mode == "residual":
+            return x_rec + fused
+        if mode == "concat":
+            return torch.cat([x_rec, cond], dim=-1)
+        return x_rec
+
+    def kl_weight(self, epoch: int) -> float:
+        """KL weight at 0-based ``epoch``: ``kl_weight``, ramped up from 0 over ``kl_warmup_epochs``."""
+        mp = self.cfg.model_params
+        if mp.kl_warmup_epochs <= 0:
+            return mp.kl_weight
+        return mp.kl_weight * min(1.0, epoch / mp.kl_warmup_epochs)
 
     @torch.no_grad()
     def targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,7 +220,7 @@ class NMER(_TwoEncoderMixin, Stage2Model):
         mse_inv = F.mse_loss(cond, target_inv)
         mse_rec = F.mse_loss(x_rec, target_spec)
         kl = kl_divergence(mu, logvar, mp.kl_reduction)
-        loss = ce + mp.invariant_weight * mse_inv + mp.mse_weight * mse_rec + mp.kl_weight * kl
+        loss = ce + mp.invariant_weight * mse_inv + mp.mse_weight * mse_rec + self.kl_weight(epoch) * kl
         terms = {"ce": float(ce.detach()), "mse_inv": float(mse_inv.detach()), "mse_rec": float(mse_rec.detach()),
                  "kl": float(kl.detach())}
         return StepOutput(logits=logits, loss=loss, terms=terms)

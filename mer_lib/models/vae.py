@@ -7,7 +7,8 @@ Layers (spec section 5.4):
    feed-forward 128, dropout 0.1, ReLU, post-norm: the PyTorch defaults): 12,814,720 params;
 3. mu = Linear(768, 64) and logvar = Linear(768, 64): 98,432 params;
 4. z = mu + eps * exp(logvar / 2) in training; at evaluation z = mu (``sample`` draws as published);
-5. decoder [z, c] (448) -> Linear 128 -> LeakyReLU -> Linear 384 -> Sigmoid: 107,008 params.
+5. decoder [z, c] (448) -> Linear 128 -> LeakyReLU -> Linear 384 -> Sigmoid: 107,008 params
+   (``decoder_output`` swaps the Sigmoid for Tanh or nothing).
 
 Attention (``attention``): the published code hands the encoder a 2-D [B, 768] tensor, which PyTorch
 reads as ONE unbatched sequence of length B, so the samples of a batch attend to each other and a
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 ATTENTION_MODES = ("per_sample", "cross_batch")
+DECODER_OUTPUTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity}
 
 
 class ConditionVAE(nn.Module):
@@ -38,15 +40,19 @@ class ConditionVAE(nn.Module):
         dropout: transformer dropout (0.1).
         hidden_dim: decoder hidden width (128).
         attention: ``per_sample`` (default) or ``cross_batch`` (published).
+        decoder_output: output activation, ``sigmoid`` (published), ``tanh`` or ``linear``.
     """
 
     def __init__(self, input_dim: int = 384, cond_dim: int = 384, latent_dim: int = 64, output_dim: int = 384,
                  layers: int = 5, heads: int = 8, ff_dim: int = 128, dropout: float = 0.1, hidden_dim: int = 128,
-                 attention: str = "per_sample") -> None:
+                 attention: str = "per_sample", decoder_output: str = "sigmoid") -> None:
         super().__init__()
         if attention not in ATTENTION_MODES:
             raise ValueError(f"model_params.vae_attention must be one of {', '.join(ATTENTION_MODES)}, "
                              f"got {attention!r}")
+        if decoder_output not in DECODER_OUTPUTS:
+            raise ValueError(f"model_params.vae_decoder_output must be one of {', '.join(DECODER_OUTPUTS)}, "
+                             f"got {decoder_output!r}")
         d_model = input_dim + cond_dim
         if d_model % heads:
             raise ValueError(f"model_params.vae_heads: {heads} heads do not divide d_model {d_model}")
@@ -57,7 +63,7 @@ class ConditionVAE(nn.Module):
         self.fc_mu = nn.Linear(d_model, latent_dim)
         self.fc_logvar = nn.Linear(d_model, latent_dim)
         self.decoder = nn.Sequential(nn.Linear(latent_dim + cond_dim, hidden_dim), nn.LeakyReLU(),
-                                     nn.Linear(hidden_dim, output_dim), nn.Sigmoid())
+                                     nn.Linear(hidden_dim, output_dim), DECODER_OUTPUTS[decoder_output]())
 
     def encode(self, fused: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` [B, latent] of ``[fused, cond]``."""
