@@ -8,7 +8,7 @@ from components import MER_IMAGE
 
 @dsl.component(base_image=MER_IMAGE, install_kfp_package=False)
 def check_retrain(data_uri: str, synthetic_preset: str, data_seed: int, folds: list, epochs: int, seed: int,
-                  training_overrides: list, registry_uri: str, model_name: str, force_retrain: bool,
+                  training_overrides: list, recipe: str, registry_uri: str, model_name: str, force_retrain: bool,
                   decision: Output[Artifact]) -> bool:
     """Fingerprint data, code and settings; retrain only if they differ from the champion's.
 
@@ -20,6 +20,7 @@ def check_retrain(data_uri: str, synthetic_preset: str, data_seed: int, folds: l
         epochs: epochs per stage (0 = recipe).
         seed: training seed.
         training_overrides: config overrides of every training stage.
+        recipe: training recipe (faithful, improved, published).
         registry_uri: registry root; empty = no persistent registry (always train).
         model_name: registry name.
         force_retrain: train regardless.
@@ -34,7 +35,7 @@ def check_retrain(data_uri: str, synthetic_preset: str, data_seed: int, folds: l
     from mer_lib.pipeline.gate import code_fingerprint, decide_retrain
 
     settings = {"folds": sorted(int(k) for k in folds), "epochs": epochs, "seed": seed,
-                "training_overrides": list(training_overrides)}
+                "training_overrides": list(training_overrides), "recipe": recipe}
     result = decide_retrain(registry_uri, model_name, force=force_retrain, settings=settings,
                             source_fp=source_fingerprint(data_uri, preset=synthetic_preset, seed=data_seed),
                             code_fp=code_fingerprint())

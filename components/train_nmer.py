@@ -8,7 +8,7 @@ from components import MER_IMAGE
 
 @dsl.component(base_image=MER_IMAGE, install_kfp_package=False)
 def train_nmer(dataset: Input[Dataset], fold: int, epochs: int, seed: int, device: str, training_overrides: list,
-               checkpoint_root: str, run_id: str, model: Output[Model]):
+               recipe: str, checkpoint_root: str, run_id: str, model: Output[Model]):
     """Train every stage of the NMER family on one fold.
 
     Args:
@@ -18,6 +18,7 @@ def train_nmer(dataset: Input[Dataset], fold: int, epochs: int, seed: int, devic
         seed: training seed.
         device: ``auto``, ``cpu`` or ``cuda``.
         training_overrides: ``key=value`` config overrides.
+        recipe: ``faithful``, ``improved`` or ``published`` (stages without it train faithful).
         checkpoint_root: durable location for resuming a retried pod (empty: none).
         run_id: the pipeline run id (part of the checkpoint location).
         model: ``<stage>/fold_<k>/`` run directories and ``family.json``.
@@ -25,7 +26,7 @@ def train_nmer(dataset: Input[Dataset], fold: int, epochs: int, seed: int, devic
     from mer_lib.pipeline.stages import train_family
 
     doc = train_family("nmer", dataset.path, fold, model.path, epochs=epochs, seed=seed, device=device,
-                       overrides=training_overrides, checkpoint_root=checkpoint_root, run_id=run_id)
+                       overrides=training_overrides, recipe=recipe, checkpoint_root=checkpoint_root, run_id=run_id)
     final = doc["summaries"][doc["final"]]
     model.metadata.update({
         "framework": "pytorch", "family": "nmer", "model": doc["final"], "fold": fold,

@@ -297,6 +297,37 @@ def recipe_path(name: str) -> Path:
     return Path(__file__).parent / "configs" / f"{name}.yaml"
 
 
+#: Named recipes: ``faithful`` is each model's packaged ``<model>.yaml``; the others are packaged
+#: ``<model>_<recipe>.yaml`` files merged over it.
+RECIPES = ("faithful", "improved", "published")
+
+
+def recipe_file(model: str, recipe: str, *, required: bool = True) -> Path | None:
+    """The packaged YAML that turns ``model``'s faithful recipe into ``recipe`` (None for faithful).
+
+    Args:
+        model: model name.
+        recipe: one of :data:`RECIPES`.
+        required: raise when ``model`` has no such recipe; ``False`` falls back to faithful (None), for a
+            family whose stage 1 is shared by every recipe (``nmer_pretrain``).
+
+    Raises:
+        ConfigError: unknown recipe, or (``required``) no such recipe for ``model``.
+    """
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+    if recipe == "faithful":
+        return None
+    path = recipe_path(f"{model}_{recipe}")
+    if path.exists():
+        return path
+    if required:
+        have = sorted(r for r in RECIPES[1:] if recipe_path(f"{model}_{r}").exists())
+        raise ConfigError(f"model {model!r} has no {recipe!r} recipe (packaged: faithful"
+                          f"{''.join(', ' + r for r in have)})")
+    return None
+
+
 def load_config(model: str | None = None, config_file: str | Path | None = None,
                 overrides: list[str] | None = None) -> ExperimentConfig:
     """Resolve a config: packaged recipe for ``model`` <- ``config_file`` <- ``--set`` overrides.

@@ -27,7 +27,7 @@ from pipelines.training import PIPELINE_NAME, mer_training  # noqa: E402
 #: corpus needs a second epoch to show learning; one epoch stays near chance), a 3-level noise grid, CPU.
 #: A few minutes on 2 cores (3 min 46 s with one epoch on an idle machine).
 DEMO_ARGS: dict[str, object] = {"synthetic_preset": "demo", "folds": [1, 2], "epochs": 2, "device": "cpu",
-                                "noise_levels": [20, 60, 100],
+                                "noise_levels": [20, 60, 100], "recipe": "faithful",
                                 "training_overrides": ["train.tensorboard=false", "train.batch_size=32"]}
 
 
@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-uri", default="", help="feature set or raw media instead of the synthetic corpus")
     p.add_argument("--folds", default="1,2", help="comma-separated folds")
     p.add_argument("--epochs", type=int, default=DEMO_ARGS["epochs"], help="epochs per stage (0 = recipe)")
+    p.add_argument("--recipe", choices=["faithful", "improved", "published"], default=DEMO_ARGS["recipe"],
+                   help="training recipe of every family (stages without it train faithful)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="training config override for every stage (repeatable)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -64,7 +66,8 @@ def pipeline_arguments(args: argparse.Namespace) -> dict[str, object]:
         raise ValueError("--folds: give at least one fold")
     params: dict[str, object] = {
         **DEMO_ARGS, "synthetic_preset": args.preset, "data_uri": args.data_uri, "folds": folds,
-        "epochs": args.epochs, "training_overrides": [*DEMO_ARGS["training_overrides"], *args.overrides],
+        "epochs": args.epochs, "recipe": args.recipe,
+        "training_overrides": [*DEMO_ARGS["training_overrides"], *args.overrides],
         "registry_uri": args.registry if args.registry is not None else str(Path(args.root) / "registry"),
         "force_retrain": bool(args.force_retrain),
     }

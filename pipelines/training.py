@@ -109,6 +109,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
         epochs: int = 0,
         seed: int = 0,
         training_overrides: list = [],  # noqa: B006 - KFP reads the default; it is never mutated
+        recipe: str = "faithful",
         noise_types: list = ["gaussian", "impulse"],  # noqa: B006
         noise_levels: list = [20, 40, 60, 80, 100],  # noqa: B006
         noise_seed: int = 1234,
@@ -138,6 +139,9 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             epochs: Epochs per training stage; 0 keeps each recipe's (the papers' values).
             seed: Base training seed (each fold adds its number; same seed, same run).
             training_overrides: Config overrides for every stage, e.g. ["train.batch_size=64", "noise.type=impulse"].
+            recipe: Training recipe: faithful (the papers' reference scripts), improved (IF-MMIN: masked pooling and
+                an availability mask; NMER: residual classifier input, no BatchNorm) or published (NMER's published
+                behaviours); stages without that recipe train faithful.
             noise_types: Noise types of the evaluation noise grid.
             noise_levels: Noise intensities T of the evaluation grid (1..100).
             noise_seed: Seed of the evaluation noise (same seed, same noisy test sets for every model).
@@ -162,7 +166,8 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                "memory": (train_memory_request, train_memory_limit)}
         gate = check_retrain(data_uri=data_uri, synthetic_preset=synthetic_preset, data_seed=data_seed, folds=folds,
                              epochs=epochs, seed=seed, training_overrides=training_overrides,
-                             registry_uri=registry_uri, model_name=model_name, force_retrain=force_retrain)
+                             recipe=recipe, registry_uri=registry_uri, model_name=model_name,
+                             force_retrain=force_retrain)
         gate.set_display_name("should-retrain gate").set_caching_options(enable_caching=False)
 
         with dsl.If(gate.outputs["Output"] == True, name="retrain"):  # noqa: E712 - a KFP condition, not a bool
@@ -174,7 +179,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
 
             with dsl.ParallelFor(folds, parallelism=opts.fold_parallelism, name="folds") as fold:
                 common = {"dataset": data.outputs["dataset"], "fold": fold, "epochs": epochs, "seed": seed,
-                          "device": device, "training_overrides": training_overrides,
+                          "device": device, "training_overrides": training_overrides, "recipe": recipe,
                           "checkpoint_root": checkpoint_root, "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
                 t_ifmmin = _gpu_training(train_ifmmin(**common).after(noise), opts, **gpu)
                 t_ifmmin.set_display_name("train IF-MMIN (fold)")

@@ -155,12 +155,13 @@ def test_run_id_placeholder_reaches_training_and_registration(docs: tuple[dict, 
 def test_parameters_have_defaults_and_descriptions(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert len(params) == 23
+    assert len(params) == 24
     for name, p in params.items():
         assert p.get("isOptional") is True and "defaultValue" in p, name
         assert len(p.get("description", "")) > 15, name
     assert params["data_uri"]["defaultValue"] == ""  # synthetic corpus by default
     assert params["synthetic_preset"]["defaultValue"] == "iemocap"
+    assert params["recipe"]["defaultValue"] == "faithful"
     assert params["folds"]["defaultValue"] == ALL_FOLDS
     assert params["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
     assert params["accelerator_count"] == {**params["accelerator_count"], "defaultValue": 1.0,

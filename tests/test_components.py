@@ -25,6 +25,9 @@ TINY_NETS = ["model_params.embd_size=16", "model_params.cls_layers=[16,16]", "mo
              "model_params.ae_layers=[16,8]", "model_params.ae_blocks=1", "train.tensorboard=false"]
 TRAINERS = {"ifmmin": train_ifmmin, "nmer": train_nmer, "baseline": train_baseline}
 FINAL = {"ifmmin": "ifmmin", "nmer": "nmer", "baseline": "utt_fusion"}
+RECIPES = {"ifmmin": "faithful", "nmer": "improved", "baseline": "improved"}
+STAGE_RECIPES = {"ifmmin": {"utt_shared": "faithful", "ifmmin": "faithful"},
+                 "nmer": {"nmer_pretrain": "faithful", "nmer": "improved"}, "baseline": {"utt_fusion": "faithful"}}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def _art(cls: type, path: Path) -> Artifact:
 def _gate(work: Path, name: str, registry: str) -> tuple[bool, Artifact]:
     decision = _art(Artifact, work / name)
     retrain = check_retrain.python_func(data_uri="", synthetic_preset="tiny", data_seed=0, folds=[1], epochs=1,
-                                        seed=0, training_overrides=TINY_NETS, registry_uri=registry,
+                                        seed=0, training_overrides=TINY_NETS, recipe="faithful", registry_uri=registry,
                                         model_name="mer-test", force_retrain=False, decision=decision)
     return retrain, decision
 
@@ -65,8 +68,8 @@ def trained(work: Path, dataset: Dataset) -> dict[str, Model]:
     out = {}
     for family, component in TRAINERS.items():
         out[family] = _art(Model, work / f"train-{family}")
-        component.python_func(dataset=dataset, fold=1, epochs=1, seed=0, device="cpu",
-                              training_overrides=TINY_NETS, checkpoint_root="", run_id="run-1", model=out[family])
+        component.python_func(dataset=dataset, fold=1, epochs=1, seed=0, device="cpu", training_overrides=TINY_NETS,
+                              recipe=RECIPES[family], checkpoint_root="", run_id="run-1", model=out[family])
     return out
 
 
@@ -111,7 +114,8 @@ def test_gate_trains_without_a_champion(work: Path) -> None:
     retrain, decision = _gate(work, "gate-first", str(work / "registry"))
     assert retrain is True and "no champion yet" in decision.metadata["reason"]
     doc = json.loads(Path(decision.path).read_text())
-    assert doc["settings"] == {"folds": [1], "epochs": 1, "seed": 0, "training_overrides": TINY_NETS}
+    assert doc["settings"] == {"folds": [1], "epochs": 1, "seed": 0, "training_overrides": TINY_NETS,
+                               "recipe": "faithful"}
     assert len(doc["training_fingerprint"]) == 64
 
 
@@ -136,7 +140,10 @@ def test_training_outputs_every_stage_without_resume_state(family: str, trained:
     model = trained[family]
     root = Path(model.path)
     doc = json.loads((root / "family.json").read_text())
-    assert doc["final"] == FINAL[family] and doc["fold"] == 1
+    assert doc["final"] == FINAL[family] and doc["fold"] == 1 and doc["recipe"] == RECIPES[family]
+    # stages without the requested recipe (NMER stage 1, the baseline) train faithful; each records its own
+    used = {stage: summary["recipe"] for stage, summary in doc["summaries"].items()}
+    assert used == STAGE_RECIPES[family]
     for stage in doc["stages"]:
         assert (root / stage / "fold_1" / "best.pt").exists()
         assert (root / stage / "fold_1" / "test_metrics.json").exists()
@@ -148,7 +155,8 @@ def test_training_outputs_every_stage_without_resume_state(family: str, trained:
 
 def test_training_resumes_from_a_durable_checkpoint_root(work: Path, dataset: Dataset) -> None:
     kwargs = {"dataset": dataset, "fold": 1, "epochs": 1, "seed": 0, "device": "cpu",
-              "training_overrides": TINY_NETS, "checkpoint_root": str(work / "ckpt"), "run_id": "run-9"}
+              "training_overrides": TINY_NETS, "recipe": "faithful", "checkpoint_root": str(work / "ckpt"),
+              "run_id": "run-9"}
     first = _art(Model, work / "resume-1")
     train_baseline.python_func(model=first, **kwargs)
     durable = work / "ckpt" / "run-9" / "baseline" / "fold_1" / "utt_fusion" / "fold_1"

@@ -93,3 +93,19 @@ def test_checkpoint_from_an_older_version_still_loads(tmp_path: Path) -> None:
     assert loaded_cfg == cfg
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
                                                 strict=True))
+
+
+def test_named_recipes_resolve_to_packaged_files() -> None:
+    from mer_lib.config import recipe_file
+
+    assert recipe_file("nmer", "faithful") is None
+    assert recipe_file("nmer", "improved").name == "nmer_improved.yaml"
+    assert recipe_file("ifmmin", "improved").name == "ifmmin_improved.yaml"
+    assert load_config("nmer", recipe_file("nmer", "published")).recipe == "published"
+    with pytest.raises(ConfigError, match="model 'nmer_pretrain' has no 'improved' recipe \\(packaged: faithful\\)"):
+        recipe_file("nmer_pretrain", "improved")
+    with pytest.raises(ConfigError, match=r"no .published. recipe \(packaged: faithful, improved\)"):
+        recipe_file("ifmmin", "published")
+    assert recipe_file("nmer_pretrain", "improved", required=False) is None
+    with pytest.raises(ConfigError, match="recipe must be one of faithful, improved, published, got 'best'"):
+        recipe_file("nmer", "best")

@@ -203,7 +203,7 @@ def test_stage1_any_batch_size_and_no_diffusion_branch() -> None:
     assert NMER.train_conditions == "random_missing" and NMER.teacher_models == ("nmer_pretrain",)
 
 
-def test_one_epoch_two_stage_nmer_run(tiny_data: Path, tmp_path: Path) -> None:
+def test_one_epoch_two_stage_nmer_run(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mer_lib.cli import main
 
     fast = [x for o in ("train.batch_size=32", "train.eval_batch_size=256", "train.tensorboard=false",
@@ -217,6 +217,17 @@ def test_one_epoch_two_stage_nmer_run(tiny_data: Path, tmp_path: Path) -> None:
     metrics = json.loads((s2 / "fold_1" / "test_metrics.json").read_text())
     assert metrics["model"] == "nmer" and 0.0 <= metrics["average"]["ua"] <= 1.0
     assert {"a", "v", "l", "av", "al", "vl", "avl"} <= set(metrics)
+    # the improved recipe by name, on the same teacher
+    s3 = tmp_path / "s3"
+    assert main(["train", "--model", "nmer", "--recipe", "improved", "--data", str(tiny_data), "--fold", "1",
+                 "--out", str(s3), "--teacher", str(s1), "--epochs", "1", "--no-progress", *fast]) == 0
+    run = json.loads((s3 / "run.json").read_text())
+    assert run["recipe"] == "improved"
+    saved = (s3 / "fold_1" / "config.yaml").read_text()
+    assert "nmer_classifier_input: residual" in saved and "cls_bn: false" in saved
+    assert main(["train", "--model", "nmer_pretrain", "--recipe", "improved", "--data", str(tiny_data),
+                 "--out", str(tmp_path / "s4")]) == 2
+    assert "model 'nmer_pretrain' has no 'improved' recipe" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("output, low, high", [("sigmoid", 0.0, 1.0), ("tanh", -1.0, 1.0), ("linear", None, None)])

@@ -19,7 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="total epochs (overrides the recipe's niter+niter_decay)")
     p.add_argument("--seed", type=int, help="base seed (fold k uses seed + k)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--config", help="YAML config merged over the model's packaged recipe")
+    c = p.add_mutually_exclusive_group()
+    c.add_argument("--recipe", choices=["faithful", "improved", "published"], default="faithful",
+                   help="packaged recipe: faithful (the reference scripts), improved or published "
+                   "(where the model has one; see README 'Models, recipes and deviations')")
+    c.add_argument("--config", help="YAML config merged over the model's packaged recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -27,10 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print the per-fold summary."""
+    from mer_lib.config import recipe_file
     from mer_lib.training.api import train
 
     if not args.model and not args.config:
         raise ValueError("give --model or a --config that names the model")
+    if args.recipe != "faithful":
+        args.config = str(recipe_file(args.model, args.recipe))
     folds = str(args.fold) if args.fold is not None else (args.folds or "1")
     summary = train(args.model, args.data, args.out, folds, teacher=args.teacher, config_file=args.config,
                     overrides=args.set, epochs=args.epochs, seed=args.seed, device=args.device,

@@ -43,20 +43,38 @@ def family_stages(family: str) -> tuple[str, ...]:
     return FAMILIES[family]
 
 
-def _train_stages(stages: tuple[str, ...], data: str, fold: int, base: Path, **kwargs: Any) -> dict[str, Any]:
+def stage_config_files(family: str, recipe: str) -> dict[str, str | None]:
+    """Stage -> packaged recipe file for ``recipe`` (None = faithful).
+
+    A stage without that recipe trains with its faithful one (NMER's stage 1 and the baseline have no
+    improved recipe); the recipe each stage used is recorded in its run summary.
+    """
+    from mer_lib.config import recipe_file
+
+    files = {}
+    for stage in family_stages(family):
+        path = recipe_file(stage, recipe, required=False)
+        files[stage] = str(path) if path else None
+    return files
+
+
+def _train_stages(stages: tuple[str, ...], data: str, fold: int, base: Path, config_files: dict[str, str | None],
+                  **kwargs: Any) -> dict[str, Any]:
     from mer_lib.training.api import train
 
     teacher = None
     summaries = {}
     for model in stages:
         run_dir = base / model
-        summaries[model] = train(model, data, str(run_dir), [fold], teacher=teacher, **kwargs)
+        summaries[model] = train(model, data, str(run_dir), [fold], teacher=teacher,
+                                 config_file=config_files.get(model), **kwargs)
         teacher = str(run_dir)
     return summaries
 
 
 def train_family(family: str, data: str, fold: int, out: str, *, epochs: int = 0, seed: int | None = None,
-                 device: str | None = None, overrides: list[str] | None = None, checkpoint_root: str = "",
+                 device: str | None = None, overrides: list[str] | None = None, recipe: str = "faithful",
+                 checkpoint_root: str = "",
                  run_id: str = "", mirror_interval_s: float = 60.0, progress: bool | None = None) -> dict[str, Any]:
     """Train every stage of ``family`` on one fold and write ``out/<stage>/`` run directories.
 
@@ -69,6 +87,7 @@ def train_family(family: str, data: str, fold: int, out: str, *, epochs: int = 0
         seed: base seed (default: the recipe's).
         device: ``auto``, ``cpu`` or ``cuda`` (default: the recipe's).
         overrides: ``key=value`` config overrides applied to every stage.
+        recipe: ``faithful``, ``improved`` or ``published``; stages without that recipe use faithful.
         checkpoint_root: durable work root for resuming retried pods (see :mod:`mer_lib.pipeline.checkpoints`).
         run_id: the pipeline run id (part of the work location).
         mirror_interval_s: seconds between checkpoint uploads when ``checkpoint_root`` is gs://.
@@ -81,7 +100,7 @@ def train_family(family: str, data: str, fold: int, out: str, *, epochs: int = 0
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0 (0 = the recipe's), got {epochs}")
     kwargs = {"epochs": epochs or None, "seed": seed, "device": device, "overrides": list(overrides or []),
-              "progress": progress}
+              "progress": progress, "config_files": stage_config_files(family, recipe)}
     work = work_location(checkpoint_root, run_id, family, fold)
     out_dir = Path(out)
     if not work:
@@ -97,7 +116,7 @@ def train_family(family: str, data: str, fold: int, out: str, *, epochs: int = 0
     for name in RESUME_ONLY:
         for p in out_dir.rglob(name):
             p.unlink()
-    doc = {"family": family, "fold": int(fold), "stages": list(stages), "final": stages[-1],
+    doc = {"family": family, "fold": int(fold), "stages": list(stages), "final": stages[-1], "recipe": recipe,
            "work_location": work, "summaries": summaries}
     storage.write_text(str(out_dir / FAMILY_JSON), json.dumps(doc, indent=2, default=str) + "\n", overwrite=True)
     return doc
