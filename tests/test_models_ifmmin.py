@@ -445,3 +445,41 @@ def test_models_run_on_a_real_loader_batch(tiny_data):
     a, b = fast.training_step(batch, 1), slow.training_step(batch, 1)
     assert a.loss.item() == pytest.approx(b.loss.item(), rel=1e-5)
     assert torch.allclose(a.logits, b.logits, rtol=1e-4, atol=1e-4)
+
+
+def _replicated(n_utts: int = 3, noisy: bool = False) -> Batch:
+    """An evaluation batch: each utterance under all 7 conditions, utterance-major (as the loader builds it)."""
+    conds = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]]
+    base = make_batch(masks=[[1, 1, 1]] * n_utts)
+    pick = torch.arange(n_utts).repeat_interleave(len(conds))
+    a = base.a[pick].clone()
+    if noisy:  # noisy evaluation corrupts each (utterance, condition) differently
+        a += 0.1 * torch.randn_like(a)
+    return Batch(a=a, v=base.v[pick], l=base.l[pick], mask=torch.tensor(conds * n_utts, dtype=torch.float32),
+                 lengths=base.lengths[pick], label=base.label[pick], index=pick, ids=[f"u{i}" for i in pick.tolist()])
+
+
+@pytest.mark.parametrize("name", ["utt_fusion", "utt_shared", "mmin", "ifmmin"])
+@pytest.mark.parametrize("noisy", [False, True])
+def test_evaluation_encodes_each_utterance_once_and_exactly(name: str, noisy: bool) -> None:
+    torch.manual_seed(0)
+    model = small_model(name).eval()
+    batch = _replicated(noisy=noisy)
+    unique = Batch(batch.a, batch.v, batch.l, batch.mask, batch.lengths, batch.label,
+                   torch.arange(len(batch)), batch.ids)  # distinct ids: nothing to share
+    sizes: list[int] = []
+    original = model.netA.features
+    model.netA.features = lambda x, lengths=None: (sizes.append(x.shape[0]), original(x, lengths))[1]
+    with torch.no_grad():
+        shared = model.predict_logits(batch)
+        real = sum(sizes)
+        sizes.clear()
+        alone = model.predict_logits(unique)
+    assert torch.allclose(shared, alone, atol=1e-6)
+    # A is present in 4 of the 7 conditions: 12 rows, 3 distinct utterances (+1 zero sequence each call)
+    assert sum(sizes) == 12 + 1
+    assert real == (12 + 1 if noisy else 3 + 1)
+    model.train()
+    sizes.clear()
+    model.predict_logits(batch)  # training mode (dropout): every row is encoded
+    assert sum(sizes) == 12 + 1

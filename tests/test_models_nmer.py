@@ -297,3 +297,16 @@ def test_improved_recipe_only_changes_named_fields() -> None:
     assert diff == {"nmer_classifier_input", "cls_bn"}
     assert improved.recipe == "improved" and improved.train == faithful.train and improved.noise == faithful.noise
     assert faithful.model_params.nmer_classifier_input == "reconstruction" and faithful.model_params.cls_bn
+
+
+def test_evaluation_shares_encodings_across_conditions_exactly() -> None:
+    torch.manual_seed(0)
+    model = build_model(small_cfg("nmer")).eval()
+    base = make_batch(2, masks=[[1, 1, 1]] * 2)
+    conds = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]]
+    pick = torch.arange(2).repeat_interleave(7)
+    batch = Batch(base.a[pick], base.v[pick], base.l[pick], torch.tensor(conds * 2, dtype=torch.float32),
+                  base.lengths[pick], base.label[pick], pick, [base.ids[i] for i in pick.tolist()])
+    unique = Batch(batch.a, batch.v, batch.l, batch.mask, batch.lengths, batch.label, torch.arange(14), batch.ids)
+    with torch.no_grad():
+        assert torch.allclose(model.predict_logits(batch), model.predict_logits(unique), atol=1e-6)

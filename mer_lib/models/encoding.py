@@ -53,8 +53,35 @@ def _scatter(parts: list[tuple[torch.Tensor, torch.Tensor]], batch: int) -> torc
     return out
 
 
+def _features_once_per_row(enc: Encoder, x: torch.Tensor, lengths: torch.Tensor | None,
+                           rows: torch.Tensor | None) -> torch.Tensor:
+    """``enc.features(x, lengths)``, computed once per distinct utterance ``rows`` in evaluation mode.
+
+    An evaluation batch holds each utterance under several missing conditions (utterance-major), so
+    the same padded sequence appears up to four times per modality; in eval mode the encoder is
+    deterministic, so encoding it once and repeating the result is exact.  Rows of one utterance whose
+    inputs differ (noisy evaluation corrupts each condition differently) are encoded one by one.
+    """
+    if rows is None or enc.training or x.shape[0] < 2:
+        return enc.features(x, lengths)
+    uniq, first, inverse = _first_occurrences(rows)
+    if uniq == x.shape[0] or not torch.equal(x[first][inverse], x):
+        return enc.features(x, lengths)
+    feats = enc.features(x[first], lengths[first] if lengths is not None else None)
+    return feats[inverse]
+
+
+def _first_occurrences(rows: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """``(number of distinct values, index of each one's first occurrence, value -> its slot)``."""
+    values, inverse = torch.unique(rows, return_inverse=True)
+    positions = torch.arange(rows.shape[0], device=rows.device)
+    first = torch.full((values.shape[0],), rows.shape[0], dtype=torch.long, device=rows.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    return values.shape[0], first, inverse
+
+
 def encode_masked(enc: Encoder, x: torch.Tensor, avail: torch.Tensor, lengths: torch.Tensor,
-                  fast: bool = True) -> torch.Tensor:
+                  fast: bool = True, rows: torch.Tensor | None = None) -> torch.Tensor:
     """Encode ``x`` [B, T, D] where ``avail`` [B] (1/0) says which samples have the modality.
 
     Args:
@@ -63,6 +90,8 @@ def encode_masked(enc: Encoder, x: torch.Tensor, avail: torch.Tensor, lengths: t
         avail: availability of this modality per sample.
         lengths: true lengths [B] (used only by ``masked_maxpool`` encoders).
         fast: encode the all-zero input once and scatter it (exact); False = reference computation.
+        rows: the samples' utterance ids (``Batch.index``); with ``fast`` in eval mode each distinct
+            utterance is encoded once (exact).
 
     Returns:
         Embeddings [B, emb].
@@ -76,22 +105,27 @@ def encode_masked(enc: Encoder, x: torch.Tensor, avail: torch.Tensor, lengths: t
     n = x.shape[0]
     n_on = int(on.sum())
     if n_on == n:
-        return enc(x, lengths if masked else None)
+        return enc.head(_features_once_per_row(enc, x, lengths if masked else None, rows))
     idx_on = on.nonzero().squeeze(1)
     idx_off = (~on).nonzero().squeeze(1)
     zero = x.new_zeros(1, x.shape[1], x.shape[2])
     zero_feat = enc.features(zero, lengths.new_ones(1) if masked else None)
     parts = [(idx_off, zero_feat)]
     if n_on:
-        parts.append((idx_on, enc.features(x[idx_on], lengths[idx_on] if masked else None)))
+        parts.append((idx_on, _features_once_per_row(enc, x[idx_on], lengths[idx_on] if masked else None,
+                                                     rows[idx_on] if rows is not None else None)))
     return enc.head(_scatter(parts, n))
 
 
 def encode_fused(encoders: dict[str, Encoder], feats: dict[str, torch.Tensor], mask: torch.Tensor,
-                 lengths: torch.Tensor, fast: bool = True) -> dict[str, torch.Tensor]:
-    """Encode every modality of a batch under its mask; returns ``{"a": e_A, "l": e_L, "v": e_V}``."""
-    return {m: encode_masked(encoders[m], feats[m], mask[:, MASK_COLUMN[m]], lengths[:, MASK_COLUMN[m]], fast)
-            for m in FUSION_ORDER}
+                 lengths: torch.Tensor, fast: bool = True, rows: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """Encode every modality of a batch under its mask; returns ``{"a": e_A, "l": e_L, "v": e_V}``.
+
+    ``rows`` (``Batch.index``) lets evaluation encode each utterance once (see :func:`encode_masked`).
+    """
+    return {m: encode_masked(encoders[m], feats[m], mask[:, MASK_COLUMN[m]], lengths[:, MASK_COLUMN[m]], fast,
+                             rows) for m in FUSION_ORDER}
 
 
 def fuse(parts: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -109,8 +109,10 @@ class NMERPretrain(_TwoEncoderMixin, MERModel):
         """Return ``(logits [B, C], invariant features {"a", "l", "v"} -> [B, emb])`` for ``x * mask``."""
         fast = self.cfg.model_params.fast_missing
         feats = batch.features()
-        spec = encode_fused(self.encoders("spec"), feats, batch.mask, batch.lengths, fast=fast)
-        inv = encode_fused(self.encoders("inv"), feats, batch.mask, batch.lengths, fast=fast)
+        spec = encode_fused(self.encoders("spec"), feats, batch.mask, batch.lengths, fast=fast,
+                            rows=batch.index)
+        inv = encode_fused(self.encoders("inv"), feats, batch.mask, batch.lengths, fast=fast,
+                            rows=batch.index)
         shared = {m: self.netShared(e) for m, e in inv.items()}
         x = torch.cat([fuse(spec), fuse(shared)], dim=-1)
         if self.cfg.model_params.availability_mask:
@@ -171,8 +173,10 @@ class NMER(_TwoEncoderMixin, Stage2Model):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return ``(logits, x_rec, c, mu, logvar)`` for the inputs ``x * mask`` of ``batch``."""
         feats = batch.features()
-        spec = encode_fused(self.encoders("spec"), feats, batch.mask, batch.lengths, fast=self.fast)
-        inv = encode_fused(self.encoders("inv"), feats, batch.mask, batch.lengths, fast=self.fast)
+        spec = encode_fused(self.encoders("spec"), feats, batch.mask, batch.lengths, fast=self.fast,
+                            rows=batch.index)
+        inv = encode_fused(self.encoders("inv"), feats, batch.mask, batch.lengths, fast=self.fast,
+                            rows=batch.index)
         cond = fuse({m: self.netInv(e) for m, e in inv.items()})
         fused = fuse(spec)
         x_rec, mu, logvar = self.netVAE(fused, cond, sample=sample)

@@ -108,7 +108,8 @@ class Stage2Model(MERModel):
         feats = batch.features()
         nets = {"a": self.netA, "l": self.netL, "v": self.netV}
         return {m: encode_masked(nets[m], feats[m], batch.mask[:, MASK_COLUMN[m]],
-                                 batch.lengths[:, MASK_COLUMN[m]], self.fast) for m in FUSION_ORDER}
+                                 batch.lengths[:, MASK_COLUMN[m]], self.fast, batch.index)
+                for m in FUSION_ORDER}
 
     def _teacher_encoders(self) -> dict[str, nn.Module]:
         t = self.teacher

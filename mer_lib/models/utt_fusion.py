@@ -46,7 +46,7 @@ class UttFusion(MERModel):
     def forward(self, batch: Batch) -> torch.Tensor:
         """Logits [B, C] for the batch's inputs masked by ``batch.mask``."""
         emb = encode_fused({"a": self.netA, "l": self.netL, "v": self.netV}, batch.features(), batch.mask,
-                           batch.lengths, fast=self.cfg.model_params.fast_missing)
+                           batch.lengths, fast=self.cfg.model_params.fast_missing, rows=batch.index)
         fused = fuse(emb)
         if self.cfg.model_params.availability_mask:
             fused = torch.cat([fused, batch.mask.to(fused.dtype)], dim=-1)

@@ -47,7 +47,7 @@ class UttShared(MERModel):
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return ``(logits [B, C], invariant features {"a", "l", "v"} -> [B, emb])``."""
         emb = encode_fused({"a": self.netA, "l": self.netL, "v": self.netV}, batch.features(), batch.mask,
-                           batch.lengths, fast=self.cfg.model_params.fast_missing)
+                           batch.lengths, fast=self.cfg.model_params.fast_missing, rows=batch.index)
         shared = {m: self.netShared(e) for m, e in emb.items()}
         x = torch.cat([fuse(emb), fuse(shared)], dim=-1)
         if self.cfg.model_params.availability_mask:
