@@ -453,8 +453,9 @@ def _replicated(n_utts: int = 3, noisy: bool = False) -> Batch:
     base = make_batch(masks=[[1, 1, 1]] * n_utts)
     pick = torch.arange(n_utts).repeat_interleave(len(conds))
     a = base.a[pick].clone()
-    if noisy:  # noisy evaluation corrupts each (utterance, condition) differently
-        a += 0.1 * torch.randn_like(a)
+    if noisy:  # noisy evaluation corrupts a missing modality differently in each (utterance, condition)
+        lacks_a = torch.tensor([c[0] == 0 for c in conds] * n_utts)
+        a[lacks_a] += 0.1 * torch.randn_like(a[lacks_a])
     return Batch(a=a, v=base.v[pick], l=base.l[pick], mask=torch.tensor(conds * n_utts, dtype=torch.float32),
                  lengths=base.lengths[pick], label=base.label[pick], index=pick, ids=[f"u{i}" for i in pick.tolist()])
 
@@ -478,8 +479,16 @@ def test_evaluation_encodes_each_utterance_once_and_exactly(name: str, noisy: bo
     assert torch.allclose(shared, alone, atol=1e-6)
     # A is present in 4 of the 7 conditions: 12 rows, 3 distinct utterances (+1 zero sequence each call)
     assert sum(sizes) == 12 + 1
-    assert real == (12 + 1 if noisy else 3 + 1)
+    assert real == 3 + 1  # rows where A is present are clean copies in both cases
+    if noisy:  # as the noise injector leaves them: A marked available everywhere, 9 rows corrupted
+        batch.mask[:, 0] = 1.0
+        sizes.clear()
+        with torch.no_grad():
+            again = model.predict_logits(Batch(batch.a, batch.v, batch.l, batch.mask, batch.lengths, batch.label,
+                                               torch.arange(21), batch.ids))
+            assert torch.allclose(model.predict_logits(batch), again, atol=1e-6)
+        assert sizes[-1] == 3 + 9  # 3 clean utterances once + the 9 corrupted rows alone
     model.train()
     sizes.clear()
     model.predict_logits(batch)  # training mode (dropout): every row is encoded
-    assert sum(sizes) == 12 + 1
+    assert sum(sizes) == (21 if noisy else 12 + 1)

@@ -59,16 +59,23 @@ def _features_once_per_row(enc: Encoder, x: torch.Tensor, lengths: torch.Tensor 
 
     An evaluation batch holds each utterance under several missing conditions (utterance-major), so
     the same padded sequence appears up to four times per modality; in eval mode the encoder is
-    deterministic, so encoding it once and repeating the result is exact.  Rows of one utterance whose
-    inputs differ (noisy evaluation corrupts each condition differently) are encoded one by one.
+    deterministic, so encoding it once and repeating the result is exact.  A row whose input differs
+    from its utterance's first row (noisy evaluation corrupts each condition differently) is encoded
+    on its own.
     """
     if rows is None or enc.training or x.shape[0] < 2:
         return enc.features(x, lengths)
     uniq, first, inverse = _first_occurrences(rows)
-    if uniq == x.shape[0] or not torch.equal(x[first][inverse], x):
+    same = (x[first][inverse] == x).flatten(1).all(1)
+    if lengths is not None:
+        same &= lengths[first][inverse] == lengths
+    differ = (~same).nonzero().squeeze(1)
+    if uniq + differ.numel() >= x.shape[0]:
         return enc.features(x, lengths)
-    feats = enc.features(x[first], lengths[first] if lengths is not None else None)
-    return feats[inverse]
+    sel = torch.cat([first, differ])
+    feats = enc.features(x[sel], lengths[sel] if lengths is not None else None)
+    out = feats[:uniq][inverse]
+    return out.index_copy(0, differ, feats[uniq:]) if differ.numel() else out
 
 
 def _first_occurrences(rows: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
