@@ -55,34 +55,40 @@ def _scatter(parts: list[tuple[torch.Tensor, torch.Tensor]], batch: int) -> torc
 
 def _features_once_per_row(enc: Encoder, x: torch.Tensor, lengths: torch.Tensor | None,
                            rows: torch.Tensor | None) -> torch.Tensor:
-    """``enc.features(x, lengths)``, computed once per distinct utterance ``rows`` in evaluation mode.
+    """``enc.features(x, lengths)``, computed once per distinct input in evaluation mode.
 
     An evaluation batch holds each utterance under several missing conditions (utterance-major), so
     the same padded sequence appears up to four times per modality; in eval mode the encoder is
-    deterministic, so encoding it once and repeating the result is exact.  A row whose input differs
-    from its utterance's first row (noisy evaluation corrupts each condition differently) is encoded
-    on its own.
+    deterministic, so encoding it once and repeating the result is exact.  Rows are grouped by
+    utterance id ``rows`` and a content fingerprint (noisy evaluation corrupts a modality differently
+    in each condition, so one utterance can have several distinct inputs); every row is then checked
+    element by element against its group's first row, and a row that differs is encoded on its own.
     """
     if rows is None or enc.training or x.shape[0] < 2:
         return enc.features(x, lengths)
-    uniq, first, inverse = _first_occurrences(rows)
-    same = (x[first][inverse] == x).flatten(1).all(1)
+    flat = x.reshape(x.shape[0], -1)
+    probe = torch.linspace(1.0, 2.0, flat.shape[1], device=x.device, dtype=x.dtype)
+    keys = [rows.to(torch.float64), (flat @ probe).to(torch.float64)]
     if lengths is not None:
-        same &= lengths[first][inverse] == lengths
-    differ = (~same).nonzero().squeeze(1)
-    if uniq + differ.numel() >= x.shape[0]:
+        keys.append(lengths.to(torch.float64))
+    uniq, first, inverse = _first_occurrences(torch.stack(keys, dim=1))
+    if uniq == x.shape[0]:
         return enc.features(x, lengths)
+    same = (flat.index_select(0, first[inverse]) == flat).all(1)
+    if lengths is not None:
+        same &= lengths[first[inverse]] == lengths
+    differ = (~same).nonzero().squeeze(1)  # a fingerprint collision: never shared
     sel = torch.cat([first, differ])
     feats = enc.features(x[sel], lengths[sel] if lengths is not None else None)
     out = feats[:uniq][inverse]
     return out.index_copy(0, differ, feats[uniq:]) if differ.numel() else out
 
 
-def _first_occurrences(rows: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
-    """``(number of distinct values, index of each one's first occurrence, value -> its slot)``."""
-    values, inverse = torch.unique(rows, return_inverse=True)
-    positions = torch.arange(rows.shape[0], device=rows.device)
-    first = torch.full((values.shape[0],), rows.shape[0], dtype=torch.long, device=rows.device)
+def _first_occurrences(keys: torch.Tensor) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """For key rows ``keys`` [N, K]: ``(distinct keys, index of each one's first row, row -> its key)``."""
+    values, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    positions = torch.arange(keys.shape[0], device=keys.device)
+    first = torch.full((values.shape[0],), keys.shape[0], dtype=torch.long, device=keys.device)
     first = first.scatter_reduce(0, inverse, positions, reduce="amin")
     return values.shape[0], first, inverse
 
