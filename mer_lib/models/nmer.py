@@ -35,6 +35,14 @@ Published behaviour kept behind flags (the default is the fixed one):
 * dropped evaluation samples: the published loaders use ``drop_last`` on every split, dropping a
   random tail of the val/test set; the engine here never drops evaluation samples.
 
+Improvements, each a named option with the published value as default (``nmer_improved.yaml`` sets
+the first two): ``nmer_classifier_input`` (``residual`` = x_rec + fused, as the published code did
+before commit 60da665; ``concat`` = [x_rec, c]), ``cls_bn`` (no BatchNorm in the classifier),
+``vae_decoder_output`` (tanh / linear instead of Sigmoid), ``vae_init: pytorch`` (the transformer
+keeps PyTorch's initialisation) and ``kl_warmup_epochs``.  With x_rec as the only classifier input
+the faithful model barely learns: the KL term collapses z to the prior and c varies little across
+samples (README "Improved NMER", ``bench/nmer_ablation.py``).
+
 Parameter counts of the faithful stage 2 (default SharedEncoder, paper dimensions): six encoders
 3,994,624; invariant encoder 33,024; VAE 13,020,160 (transformer 12,814,720, mu/logvar 98,432,
 decoder 107,008); classifier with BatchNorm 66,820; total 17,114,628 trainable.  The published
