@@ -252,13 +252,14 @@ def test_vae_init_reference_or_pytorch() -> None:
     torch.manual_seed(0)
     own = build_model(load_config("nmer", overrides=["model_params.vae_init=pytorch"]))
     kaiming = (2 / 768) ** 0.5  # kaiming_normal_(fan_in) std of Linear(768, 64)
-    assert float(ref.netVAE.fc_mu.weight.std()) == pytest.approx(kaiming, rel=0.05)
-    assert float(own.netVAE.fc_mu.weight.std()) == pytest.approx((1 / (3 * 768)) ** 0.5, rel=0.05)  # PyTorch's
+    assert float(ref.netVAE.fc_mu.weight.detach().std()) == pytest.approx(kaiming, rel=0.05)
+    assert float(own.netVAE.fc_mu.weight.detach().std()) == pytest.approx((1 / (3 * 768)) ** 0.5, rel=0.05)  # PyTorch's
     ffn = ref.netVAE.encoder.layers[0].linear1
-    assert float(ffn.weight.std()) == pytest.approx(kaiming, rel=0.05)
-    assert float(ffn.bias.abs().max()) == 0.0 and float(own.netVAE.encoder.layers[0].linear1.bias.abs().max()) > 0
+    assert float(ffn.weight.detach().std()) == pytest.approx(kaiming, rel=0.05)
+    assert float(ffn.bias.detach().abs().max()) == 0.0
+    assert float(own.netVAE.encoder.layers[0].linear1.bias.detach().abs().max()) > 0
     # every other sub-network keeps the reference init in both modes (the encoders come first: same draws)
-    assert float(own.netC.fc_out.bias.abs().max()) == 0.0
+    assert float(own.netC.fc_out.bias.detach().abs().max()) == 0.0
     assert all(torch.equal(a, b) for a, b in zip(ref.netA_spec.parameters(), own.netA_spec.parameters(), strict=True))
 
 
