@@ -75,8 +75,8 @@ def test_pipeline_arguments_from_the_command_line(tmp_path: Path) -> None:
     assert params["noise_levels"] == [20, 60, 100] and params["device"] == "cpu"
     assert params["promotion_margin"] == 0.02 and params["model_name"] == "x"
     assert params["registry_uri"] == str(tmp_path / "registry") and params["force_retrain"] is False
-    assert params["recipe"] == "faithful"
-    assert run_local.pipeline_arguments(run_local.parse_args(["--recipe", "improved"]))["recipe"] == "improved"
+    assert params["recipe"] == "improved"  # the demo; the pipeline's own default stays faithful
+    assert run_local.pipeline_arguments(run_local.parse_args(["--recipe", "faithful"]))["recipe"] == "faithful"
     with pytest.raises(ValueError, match="--folds"):
         run_local.pipeline_arguments(run_local.parse_args(["--folds", "a"]))
     with pytest.raises(ValueError, match="key=value"):
