@@ -104,7 +104,7 @@ def encode_masked(enc: Encoder, x: torch.Tensor, avail: torch.Tensor, lengths: t
         lengths: true lengths [B] (used only by ``masked_maxpool`` encoders).
         fast: encode the all-zero input once and scatter it (exact); False = reference computation.
         rows: the samples' utterance ids (``Batch.index``); with ``fast`` in eval mode each distinct
-            utterance is encoded once (exact).
+            input is encoded once and its result repeated (exact; see :func:`_features_once_per_row`).
 
     Returns:
         Embeddings [B, emb].

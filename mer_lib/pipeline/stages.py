@@ -74,8 +74,8 @@ def _train_stages(stages: tuple[str, ...], data: str, fold: int, base: Path, con
 
 def train_family(family: str, data: str, fold: int, out: str, *, epochs: int = 0, seed: int | None = None,
                  device: str | None = None, overrides: list[str] | None = None, recipe: str = "faithful",
-                 checkpoint_root: str = "",
-                 run_id: str = "", mirror_interval_s: float = 60.0, progress: bool | None = None) -> dict[str, Any]:
+                 checkpoint_root: str = "", run_id: str = "", mirror_interval_s: float = 60.0,
+                 progress: bool | None = None) -> dict[str, Any]:
     """Train every stage of ``family`` on one fold and write ``out/<stage>/`` run directories.
 
     Args:
