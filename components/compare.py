@@ -36,7 +36,7 @@ def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], bas
     names = ["ifmmin", "nmer", "baseline"]
     doc = compare_runs([ifmmin_eval.path, nmer_eval.path, baseline_eval.path], comparison.path, names=names)
     decision = registration_decision(registry_uri, model_name, doc, candidates=["ifmmin", "nmer"],
-                                     margin=promotion_margin)
+                                     margin=promotion_margin, reference="baseline")
     with open(f"{comparison.path}/decision.json", "w") as fh:
         json.dump(decision.to_dict(), fh, indent=2)
     shutil.copyfile(f"{comparison.path}/report.md", report_md.path)

@@ -196,6 +196,11 @@ def test_compare_picks_the_best_robust_model(compared: tuple[str, dict[str, Arti
     assert family == best  # no champion yet: the better of IF-MMIN and NMER is registered
     decision = json.loads((Path(arts["comparison"].path) / "decision.json").read_text())
     assert decision["register"] is True and decision["challenger_score"] == pytest.approx(evaluated[best]["primary"])
+    # the baseline is reported next to the decision (never registered, never gated on)
+    assert decision["reference"] == "baseline"
+    assert decision["reference_score"] == pytest.approx(evaluated["baseline"]["primary"])
+    assert ("below the baseline reference" in decision["reason"]) == \
+        (decision["challenger_score"] < decision["reference_score"])
     assert set(arts["comparison"].metadata["ranking"]) == {"ifmmin", "nmer", "baseline"}
     assert "| ifmmin |" in Path(arts["report_md"].path).read_text()
 

@@ -133,6 +133,14 @@ def test_registration_decision_margin(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not d.register and "does not beat" in d.reason
     d = registration_decision("", "m", comparison, candidates=["ifmmin"], margin=0.5)
     assert d.register and d.challenger == "ifmmin" and d.champion_score is None
+    assert d.reference_score is None and "below" not in d.reason
+    # the baseline is reported (not gated on): here the robust models are below it
+    d = registration_decision("", "m", comparison, candidates=["ifmmin", "nmer"], margin=0.0, reference="baseline")
+    assert d.register and (d.reference, d.reference_score) == ("baseline", 0.9)
+    assert d.reason.endswith("note: nmer average_ua=0.6500 is below the baseline reference (0.9000)")
+    ahead = {**comparison, "models": {**comparison["models"], "baseline": {"primary": 0.5}}}
+    d = registration_decision("", "m", ahead, candidates=["ifmmin", "nmer"], margin=0.0, reference="baseline")
+    assert d.reference_score == 0.5 and "below" not in d.reason
     with pytest.raises(ValueError, match="none of the candidates"):
         registration_decision("", "m", comparison, candidates=["mmin"], margin=0.0)
 

@@ -29,6 +29,8 @@ class Decision:
     champion_version: int
     champion_score: float | None
     reason: str
+    reference: str = ""
+    reference_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -49,7 +51,7 @@ def read_metrics(evaluation_dir: str) -> dict[str, Any]:
 
 
 def registration_decision(registry_uri: str, model_name: str, comparison: Mapping[str, Any], *,
-                          candidates: list[str], margin: float) -> Decision:
+                          candidates: list[str], margin: float, reference: str = "") -> Decision:
     """The best candidate of a comparison, and whether it beats the champion by more than ``margin``.
 
     Args:
@@ -58,6 +60,8 @@ def registration_decision(registry_uri: str, model_name: str, comparison: Mappin
         comparison: ``metrics.json`` of :func:`mer_lib.evaluation.api.compare_runs`.
         candidates: model names that may be registered (e.g. not the baseline).
         margin: required gain on the primary metric (>= 0).
+        reference: a non-candidate model to compare against (the zero-filled baseline); the decision
+            reports its score and says when the challenger is below it, without gating on it.
 
     Raises:
         ValueError: no candidate appears in the comparison.
@@ -79,7 +83,13 @@ def registration_decision(registry_uri: str, model_name: str, comparison: Mappin
     verdict = decide(score, champ_score, metric=metric, margin=margin, higher_is_better=True,
                      challenger_label=f"challenger {best}",
                      champion_label=f"champion {model_name} v{champion.number}" if champion else "champion")
-    return Decision(verdict.promoted, best, score, champion.number if champion else 0, champ_score, verdict.reason)
+    reason, ref_score = verdict.reason, None
+    if reference and reference in comparison["models"]:
+        ref_score = float(comparison["models"][reference]["primary"])
+        if score < ref_score:
+            reason += f"; note: {best} {metric}={score:.4f} is below the {reference} reference ({ref_score:.4f})"
+    return Decision(verdict.promoted, best, score, champion.number if champion else 0, champ_score, reason,
+                    reference if ref_score is not None else "", ref_score)
 
 
 def register_and_promote(registry_uri: str, model_name: str, model_dir: str, evaluation_dir: str, data_dir: str, *,
