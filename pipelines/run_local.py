@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: make `components` and `pipelines` importable
     sys.path.insert(0, str(REPO))
 
+from mer_lib.config import RECIPES  # noqa: E402
 from pipelines.training import PIPELINE_NAME, mer_training  # noqa: E402
 
 #: The local demo: small synthetic corpus, two folds, two epochs per stage at batch 32 (20 steps: the demo
@@ -40,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-uri", default="", help="feature set or raw media instead of the synthetic corpus")
     p.add_argument("--folds", default="1,2", help="comma-separated folds")
     p.add_argument("--epochs", type=int, default=DEMO_ARGS["epochs"], help="epochs per stage (0 = recipe)")
-    p.add_argument("--recipe", choices=["faithful", "improved", "published"], default=DEMO_ARGS["recipe"],
+    p.add_argument("--recipe", choices=RECIPES, default=DEMO_ARGS["recipe"],
                    help="training recipe of every family (stages without it train faithful)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="training config override for every stage (repeatable)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mer_lib.config import RECIPES
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` command."""
@@ -20,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="base seed (fold k uses seed + k)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     c = p.add_mutually_exclusive_group()
-    c.add_argument("--recipe", choices=["faithful", "improved", "published"], default="faithful",
+    c.add_argument("--recipe", choices=RECIPES, default="faithful",
                    help="packaged recipe: faithful (the reference scripts), improved or published "
                    "(where the model has one; see README 'Models, recipes and deviations')")
     c.add_argument("--config", help="YAML config merged over the model's packaged recipe")

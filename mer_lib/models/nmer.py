@@ -40,8 +40,8 @@ the first two): ``nmer_classifier_input`` (``residual`` = x_rec + fused, as the 
 before commit 60da665; ``concat`` = [x_rec, c]), ``cls_bn`` (no BatchNorm in the classifier),
 ``vae_decoder_output`` (tanh / linear instead of Sigmoid), ``vae_init: pytorch`` (the transformer
 keeps PyTorch's initialisation) and ``kl_warmup_epochs``.  With x_rec as the only classifier input
-the faithful model barely learns: the KL term collapses z to the prior and c varies little across
-samples (README "Improved NMER", ``bench/nmer_ablation.py``).
+the faithful model is slow to start (at chance for its first ~200 steps): the KL term collapses z to
+the prior and c varies little across samples (README "Improved NMER", ``bench/nmer_ablation.py``).
 
 Parameter counts of the faithful stage 2 (default SharedEncoder, paper dimensions): six encoders
 3,994,624; invariant encoder 33,024; VAE 13,020,160 (transformer 12,814,720, mu/logvar 98,432,
