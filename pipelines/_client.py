@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ import yaml
 DEFAULT_PACKAGE = "build/mer_pipeline.yaml"
 DEFAULT_PIPELINE = "mer-training"
 DEFAULT_EXPERIMENT = "mer"
+#: Oldest KFP backend the training package runs on: ``dsl.Collected`` over the fold loop needs 2.14
+#: (kubeflow/pipelines#11725); run-parameter GPU settings need 2.4 and parameterised node selectors 2.5.
+MIN_BACKEND = (2, 14)
+RECOMMENDED_BACKEND = "2.17"
 
 
 class SubmitError(ValueError):
@@ -68,6 +73,51 @@ def make_client(host: str, namespace: str | None = None, token: str | None = Non
         return kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=token)
 
 
+def backend_version(client: Any) -> str:
+    """The KFP backend's release tag as its ``healthz`` endpoint reports it (``"unknown"`` if it does not).
+
+    The API server answers ``{"tag_name": ..., "commit_sha": ..., "multi_user": ...}``; the generated
+    client model keeps only ``multi_user``, so the raw JSON is read (with the client's credentials).
+    """
+    # kfp.Client has no public accessor for its healthz API object; this one exists since kfp 2.0.
+    resp = client._healthz_api.healthz_service_get_healthz(_preload_content=False)
+    try:
+        doc = json.loads(resp.data or b"{}")
+    except json.JSONDecodeError:
+        return "unknown"
+    return str(doc.get("tag_name") or "unknown") if isinstance(doc, dict) else "unknown"
+
+
+def check_backend(client: Any, minimum: tuple[int, int] = MIN_BACKEND) -> str:
+    """Refuse a KFP backend older than ``minimum`` (before anything is uploaded).
+
+    Returns:
+        The backend's version tag.
+
+    Raises:
+        SubmitError: the backend is older, or does not say its version.
+    """
+    tag = backend_version(client)
+    need = ".".join(map(str, minimum))
+    m = re.match(r"^v?(\d+)\.(\d+)", tag)
+    if m is None:
+        raise SubmitError(f"the KFP backend does not report its version (healthz tag_name {tag!r}); this package "
+                          f"needs KFP backend {need} or later ({RECOMMENDED_BACKEND} recommended). If you know it "
+                          "is, pass --skip-backend-check")
+    if (int(m[1]), int(m[2])) < minimum:
+        raise SubmitError(f"the KFP backend is {tag}, older than {need}: this package needs KFP backend {need} or "
+                          f"later (dsl.Collected over ParallelFor; {RECOMMENDED_BACKEND} recommended). Kubeflow 1.9 "
+                          "ships KFP 2.2 and 1.10 ships 2.4: upgrade Kubeflow Pipelines")
+    return tag
+
+
+def add_backend_check_arg(p: argparse.ArgumentParser) -> None:
+    """``--skip-backend-check``."""
+    p.add_argument("--skip-backend-check", action="store_true",
+                   help=f"do not refuse a KFP backend that reports a version older than "
+                        f"{'.'.join(map(str, MIN_BACKEND))} or none at all")
+
+
 def load_package(path: str | Path) -> dict[str, Any]:
     """The pipeline spec (first YAML document) of a compiled package.
 
@@ -114,7 +164,7 @@ def parse_params(pairs: list[str], spec: dict[str, Any] | None) -> dict[str, Any
         if defs is not None and name not in defs:
             known = ", ".join(sorted(defs)) or "(none)"
             raise SubmitError(f"--param {name}: the pipeline has no such parameter; known: {known}")
-        out[name] = _typed(name, text, (defs or {}).get(name, {}).get("parameterType"))
+        out[name] = typed_value(name, text, (defs or {}).get(name, {}).get("parameterType"))
     if defs is not None:
         missing = [n for n, d in sorted(defs.items())
                    if n not in out and "defaultValue" not in d and not d.get("isOptional")]
@@ -124,7 +174,14 @@ def parse_params(pairs: list[str], spec: dict[str, Any] | None) -> dict[str, Any
     return out
 
 
-def _typed(name: str, text: str, ptype: str | None) -> Any:
+def typed_value(name: str, text: str, ptype: str | None) -> Any:
+    """``text`` read as a YAML scalar and checked against the KFP IR parameter type ``ptype``.
+
+    A ``STRING`` parameter keeps the text as given; ``None`` (type unknown) only parses.
+
+    Raises:
+        SubmitError: not YAML, or not of the declared type (the message names parameter, value and type).
+    """
     if ptype == "STRING":
         return text
     try:

@@ -7,11 +7,10 @@ default into a pipeline parameter (e.g. the registry of a cluster), so the UI fo
 
 import argparse
 import hashlib
-import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,6 +20,7 @@ if str(REPO) not in sys.path:  # run as a script: make `components` and `pipelin
 from kfp import compiler  # noqa: E402
 from kfp.dsl.graph_component import GraphComponent  # noqa: E402
 
+from pipelines._client import MIN_BACKEND, RECOMMENDED_BACKEND, typed_value  # noqa: E402
 from pipelines.batch_predict import build_batch_predict_pipeline  # noqa: E402
 from pipelines.training import PipelineOptions, build_training_pipeline  # noqa: E402
 
@@ -37,23 +37,36 @@ PIPELINES: dict[str, tuple[Callable[[PipelineOptions], GraphComponent], str]] = 
 }
 
 
-def parse_params(items: list[str], known: set[str]) -> dict[str, object]:
-    """``key=value`` pairs -> parameter defaults (values parsed as JSON when they parse, else strings).
+#: KFP SDK input type -> pipeline-spec parameter type (what submit.py checks against).
+IR_TYPES = {"String": "STRING", "Integer": "NUMBER_INTEGER", "Float": "NUMBER_DOUBLE", "Boolean": "BOOLEAN",
+            "List": "LIST", "Dict": "STRUCT"}
+
+
+def parameter_types(pipeline: GraphComponent) -> dict[str, str | None]:
+    """Parameter name -> its pipeline-spec type (``NUMBER_INTEGER``, ``LIST``, ...) of a pipeline."""
+    inputs = pipeline.component_spec.inputs or {}
+    return {name: IR_TYPES.get(str(spec.type)) for name, spec in inputs.items()}
+
+
+def parse_params(items: list[str], types: Mapping[str, str | None]) -> dict[str, object]:
+    """``key=value`` pairs -> parameter defaults, typed like ``submit.py --param`` (YAML values).
+
+    Args:
+        items: ``key=value`` strings.
+        types: the pipeline's parameters and their pipeline-spec types (see :func:`parameter_types`).
 
     Raises:
-        ValueError: malformed item or unknown parameter name.
+        ValueError: malformed item, unknown parameter name, or a value of the wrong type
+            (e.g. ``accelerator_count=two``), naming parameter, value and type.
     """
     out: dict[str, object] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--param {item!r}: expected key=value")
-        if key not in known:
-            raise ValueError(f"--param {key!r}: not a pipeline parameter (known: {', '.join(sorted(known))})")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
+        if key not in types:
+            raise ValueError(f"--param {key!r}: not a pipeline parameter (known: {', '.join(sorted(types))})")
+        out[key] = typed_value(key, raw, types[key])
     return out
 
 
@@ -103,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                                checkpoint_pvc=args.checkpoint_pvc)
         # `--output PATH` alone is the documented way to place the training package.
         names = [args.pipeline or "training"] if args.output or args.pipeline else list(PIPELINES)
-        inputs = {n: set(PIPELINES[n][0](opts).component_spec.inputs or {}) for n in names}
-        parse_params(args.param, set().union(*inputs.values()))  # an unknown name fails before any work
+        inputs = {n: parameter_types(PIPELINES[n][0](opts)) for n in names}
+        known_anywhere = {k: v for types in inputs.values() for k, v in types.items()}
+        parse_params(args.param, known_anywhere)  # an unknown name or a mistyped value fails before any work
         for name in names:
             builder, default_out = PIPELINES[name]
             known = inputs[name]
@@ -113,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             output = Path(args.output or REPO / default_out)
             digest = compile_pipeline(name, output, opts, params)
             print(f"wrote {output} ({output.stat().st_size} bytes, sha256 {digest[:16]}) with image "
-                  f"{os.environ.get('MER_IMAGE') or 'default'}")
+                  f"{os.environ.get('MER_IMAGE') or 'default'}; needs KFP backend "
+                  f"{'.'.join(map(str, MIN_BACKEND))}+ ({RECOMMENDED_BACKEND} recommended)")
     except ValueError as exc:
         parser.error(str(exc))
     return 0

@@ -2,12 +2,22 @@
 
     python pipelines/schedule.py --host URL --cron "0 0 2 * * *" [--pipeline-name mer-training]
         [--version-id ID|latest] [--experiment mer] [--job-name mer-retraining] [--param k=v]...
-        [--namespace NS] [--token-env VAR | --token-file PATH] [--disabled]
+        [--pipeline-root gs://BUCKET/kfp-root] [--namespace NS] [--token-env VAR | --token-file PATH]
+        [--disabled] [--skip-backend-check]
 
 KFP cron expressions have **6 fields, seconds first** (robfig/cron): nightly at 02:00 is
 ``0 0 2 * * *``. A 5-field crontab line would be read with its fields shifted (and on some KFP
-versions fires every minute), so it is rejected with the 6-field equivalent. The schedule runs
-at most one run at a time and does not backfill missed runs.
+versions fires every minute), so it is rejected with the 6-field equivalent. The descriptors KFP's
+parser accepts work too: ``@daily``, ``@hourly``, ... and ``@every <Go duration>`` (``@every 12h``,
+``@every 1h30m``; counted from the previous run, not the clock).
+
+Times are **UTC**: the scheduled-workflow controller reads cron times in its ``CRON_SCHEDULE_TIMEZONE``,
+which the KFP manifests set from ``cronScheduleTimezone`` in the ``pipeline-install-config`` ConfigMap
+(default ``UTC``); a cluster admin who changed it changes what ``0 0 2 * * *`` means.
+
+The schedule runs at most one run at a time, does not backfill missed runs, and writes to
+``--pipeline-root`` (without it, to the cluster's default artifact store). The backend's version is
+checked before anything is created (KFP 2.14 or later, see ``pipelines/_client.py``).
 
 KFP has no update call for recurring runs: an existing schedule of the same name is disabled,
 the new one is created, then the old one is deleted (and re-enabled if creation fails).
@@ -30,8 +40,10 @@ from pipelines._client import (  # noqa: E402
     DEFAULT_EXPERIMENT,
     DEFAULT_PIPELINE,
     SubmitError,
+    add_backend_check_arg,
     add_connection_args,
     api_error,
+    check_backend,
     equals_filter,
     latest_version,
     make_client,
@@ -52,11 +64,16 @@ FIELDS = (
     ("day of week", 0, 6, DAYS, True),
 )
 DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+#: Shortest ``@every`` interval accepted: the same once-a-minute floor as for 6-field expressions.
+MIN_EVERY_S = 60.0
+# Go's time.ParseDuration units, in seconds (robfig/cron parses "@every" with it).
+_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_GO_TERM = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _TERM = re.compile(r"^(?P<range>\*|[A-Za-z0-9]+(?:-[A-Za-z0-9]+)?)(?:/(?P<step>[0-9]+))?$")
 
 
 def validate_cron(expr: str) -> str:
-    """Check a KFP (robfig/cron) expression: 6 fields, seconds first, each within its range.
+    """Check a KFP (robfig/cron) expression: 6 fields, seconds first, each within its range; or a descriptor.
 
     Returns:
         The expression, whitespace-normalised.
@@ -66,11 +83,13 @@ def validate_cron(expr: str) -> str:
             message), a value out of range, bad syntax, or a schedule firing more than once a minute.
     """
     text = " ".join(expr.split())
+    if text.lower().startswith("@every"):
+        return _validate_every(text, expr)
     if text.startswith("@"):
         if text.lower() in DESCRIPTORS:
             return text.lower()
-        raise SubmitError(f"--cron {expr!r}: unknown descriptor; use one of {', '.join(DESCRIPTORS)} "
-                          "or a 6-field expression")
+        raise SubmitError(f"--cron {expr!r}: unknown descriptor; use one of {', '.join(DESCRIPTORS)}, "
+                          "'@every <duration>' or a 6-field expression")
     parts = text.split(" ")
     if len(parts) == 5:
         raise SubmitError(f"--cron {expr!r} has 5 fields, but KFP cron has 6 with SECONDS first; as given it "
@@ -84,6 +103,36 @@ def validate_cron(expr: str) -> str:
             raise SubmitError(f"--cron {expr!r}: seconds field {part!r} fires {len(values)} times a minute; "
                               "use one second, e.g. '0'")
     return text
+
+
+def go_duration_seconds(text: str) -> float:
+    """Seconds of a Go ``time.ParseDuration`` string such as ``1h30m`` or ``90s``.
+
+    Raises:
+        ValueError: not a Go duration (a bare number has no unit and is not one).
+    """
+    pos, total = 0, 0.0
+    for m in _GO_TERM.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m[1]) * _GO_UNITS[m[2]]
+        pos = m.end()
+    if not text or pos != len(text):
+        raise ValueError(f"{text!r} is not a Go duration (e.g. 12h, 1h30m, 90m)")
+    return total
+
+
+def _validate_every(text: str, expr: str) -> str:
+    keyword, _, duration = text.partition(" ")
+    if keyword.lower() != "@every" or not duration or " " in duration:
+        raise SubmitError(f"--cron {expr!r}: expected '@every <duration>', e.g. '@every 12h'")
+    try:
+        seconds = go_duration_seconds(duration)
+    except ValueError as exc:
+        raise SubmitError(f"--cron {expr!r}: {exc}") from exc
+    if seconds < MIN_EVERY_S:
+        raise SubmitError(f"--cron {expr!r}: every {seconds:g} s is more than once a minute; use at least 1m")
+    return f"@every {duration}"
 
 
 def _field_values(part: str, field: tuple, expr: str) -> set[int]:
@@ -140,7 +189,8 @@ class Scheduled:
 
 def schedule(client: Any, *, cron: str, pipeline_name: str = DEFAULT_PIPELINE, version_id: str = "latest",
              experiment: str = DEFAULT_EXPERIMENT, job_name: str = DEFAULT_JOB, params: list[str] | None = None,
-             namespace: str | None = None, service_account: str | None = None, enabled: bool = True) -> Scheduled:
+             namespace: str | None = None, service_account: str | None = None, pipeline_root: str | None = None,
+             enabled: bool = True) -> Scheduled:
     """Create or replace the recurring run ``job_name`` for a pipeline version.
 
     Args:
@@ -153,6 +203,8 @@ def schedule(client: Any, *, cron: str, pipeline_name: str = DEFAULT_PIPELINE, v
         params: ``NAME=VALUE`` arguments, checked against the version's pipeline spec.
         namespace: Kubeflow profile namespace.
         service_account: Kubernetes service account of the runs' pods.
+        pipeline_root: where the scheduled runs write their artifacts (e.g. ``gs://bucket/kfp-root``);
+            None = the cluster's default.
         enabled: False creates the schedule paused.
 
     Returns:
@@ -182,7 +234,7 @@ def schedule(client: Any, *, cron: str, pipeline_name: str = DEFAULT_PIPELINE, v
             exp.experiment_id, job_name, description=f"{pipeline_name} {version.display_name}: {cron}",
             cron_expression=cron, max_concurrency=1, no_catchup=True, params=arguments,
             pipeline_id=pipeline_id, version_id=version.pipeline_version_id, enabled=enabled,
-            service_account=service_account)
+            service_account=service_account, pipeline_root=pipeline_root)
     except BaseException:
         for rid in old:
             client.enable_recurring_run(rid)  # leave the previous schedule as it was
@@ -197,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Command-line flags of schedule.py."""
     p = argparse.ArgumentParser(description="Create or update the recurring retraining run of the MER pipeline.")
     add_connection_args(p)
-    p.add_argument("--cron", required=True, help="6-field cron, seconds first; nightly 02:00 = '0 0 2 * * *'")
+    p.add_argument("--cron", required=True,
+                   help="6-field cron, seconds first, in UTC (the controller's time zone): nightly 02:00 UTC = "
+                        "'0 0 2 * * *'; or @daily, @hourly, ..., '@every 12h'")
     p.add_argument("--pipeline-name", default=DEFAULT_PIPELINE, help=f"pipeline name (default {DEFAULT_PIPELINE})")
     p.add_argument("--version-id", default="latest", help="pipeline version id, or 'latest' (default)")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help=f"experiment (default {DEFAULT_EXPERIMENT})")
@@ -205,7 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="pipeline argument, YAML-typed (repeatable)")
     p.add_argument("--service-account", help="Kubernetes service account for the runs' pods")
+    p.add_argument("--pipeline-root", help="artifact root of the scheduled runs, e.g. gs://bucket/kfp-root "
+                                           "(default: the cluster's default store)")
     p.add_argument("--disabled", action="store_true", help="create the schedule paused")
+    add_backend_check_arg(p)
     return p
 
 
@@ -216,10 +273,12 @@ def main(argv: list[str] | None = None) -> int:
         validate_cron(args.cron)  # fail before connecting
         token = read_token(args.token_env, args.token_file)
         client = make_client(args.host, args.namespace, token)
+        if not args.skip_backend_check:
+            check_backend(client)
         done = schedule(client, cron=args.cron, pipeline_name=args.pipeline_name, version_id=args.version_id,
                         experiment=args.experiment, job_name=args.job_name, params=args.param,
                         namespace=args.namespace, service_account=args.service_account,
-                        enabled=not args.disabled)
+                        pipeline_root=args.pipeline_root, enabled=not args.disabled)
     except Exception as exc:
         message = str(exc) if isinstance(exc, SubmitError) else api_error(exc)
         if message is None:
@@ -227,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"schedule.py: error: {message}", file=sys.stderr)
         return 2
     replaced = f", replacing {', '.join(done.replaced)}" if done.replaced else ""
-    print(f"recurring run {args.job_name} ({done.recurring_run_id}) for version {done.version_id}{replaced}")
+    print(f"recurring run {args.job_name} ({done.recurring_run_id}) for version {done.version_id}{replaced}; "
+          "cron times are UTC unless the cluster's cronScheduleTimezone says otherwise")
     return 0
 
 

@@ -6,7 +6,8 @@
 
 Runs start from an uploaded, reviewable pipeline *version* (not an inline package), so every run
 in the UI links to the exact package it ran. Parameters are checked against the package's
-inputs before anything is uploaded.
+inputs, and the backend's version (``healthz``) against the oldest KFP backend the package runs on
+(2.14), before anything is uploaded.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from pipelines._client import (  # noqa: E402
     DEFAULT_PACKAGE,
     DEFAULT_PIPELINE,
     SubmitError,
+    add_backend_check_arg,
     add_connection_args,
     api_error,
+    check_backend,
     latest_version,
     load_package,
     make_client,
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--service-account", help="Kubernetes service account for the run's pods")
     p.add_argument("--pipeline-root", help="override the pipeline root, e.g. gs://bucket/kfp-root")
     p.add_argument("--no-run", action="store_true", help="upload the version only")
+    add_backend_check_arg(p)
     return p
 
 
@@ -136,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         parse_params(args.param, load_package(args.package))  # fail on bad input before connecting
         token = read_token(args.token_env, args.token_file)
         client = make_client(args.host, args.namespace, token)
+        if not args.skip_backend_check:
+            check_backend(client)  # an older backend would fail mid-run or ignore the GPU request
         done = submit(client, args.package, pipeline_name=args.pipeline_name, version_name=args.version_name,
                       experiment=args.experiment, run_name=args.run_name, params=args.param,
                       namespace=args.namespace, service_account=args.service_account,

@@ -47,7 +47,9 @@ class _State:
 class FakeKFP:
     """The fake server; use as a context manager (``with FakeKFP() as kfp: kfp.url``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tag_name: str = "2.17.0") -> None:
+        """Args: tag_name: the backend version ``healthz`` reports (as the real API server's ``tag_name``)."""
+        self.tag_name = tag_name
         self.requests: list[Recorded] = []
         self.state = _State()
         self._ids = itertools.count(1)
@@ -142,7 +144,8 @@ class FakeKFP:
         rest = path[len(API):]
         s = self.state
         if method == "GET" and rest == "/healthz":
-            return 200, {"multi_user": False}
+            # The real server's JSON also carries the release tag (the generated client model drops it).
+            return 200, {"multi_user": False, "tag_name": self.tag_name, "commit_sha": "0" * 40}
         if rest == "/experiments":
             if method == "GET":
                 return 200, _listing("experiments", s.experiments.values(), query)

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components import MER_IMAGE  # noqa: E402
-from pipelines.compile import compile_pipeline, parse_params  # noqa: E402
+from pipelines.compile import compile_pipeline, main, parse_params  # noqa: E402
 from pipelines.training import ALL_FOLDS, CHECKPOINT_MOUNT, PipelineOptions  # noqa: E402
 
 GPU_EXECUTORS = ("exec-train-ifmmin", "exec-train-nmer")
@@ -199,15 +199,29 @@ def test_image_env_and_compile_options(tmp_path: Path) -> None:
     assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
 
 
-def test_parse_params_rejects_unknown_and_malformed() -> None:
-    assert parse_params(["epochs=3", "data_uri=gs://b/f"], {"epochs", "data_uri"}) == {"epochs": 3,
-                                                                                         "data_uri": "gs://b/f"}
+def test_parse_params_rejects_unknown_malformed_and_mistyped() -> None:
+    types = {"epochs": "NUMBER_INTEGER", "data_uri": "STRING", "folds": "LIST", "promotion_margin": "NUMBER_DOUBLE"}
+    assert parse_params(["epochs=3", "data_uri=gs://b/f", "folds=[1, 2]", "promotion_margin=0"], types) == {
+        "epochs": 3, "data_uri": "gs://b/f", "folds": [1, 2], "promotion_margin": 0.0}
+    assert parse_params(["data_uri=007"], types) == {"data_uri": "007"}  # a string stays as typed
     with pytest.raises(ValueError, match="not a pipeline parameter"):
-        parse_params(["epoch=3"], {"epochs"})
+        parse_params(["epoch=3"], types)
     with pytest.raises(ValueError, match="expected key=value"):
-        parse_params(["epochs"], {"epochs"})
+        parse_params(["epochs"], types)
+    with pytest.raises(ValueError, match="epochs='2.5': parameter type NUMBER_INTEGER needs an integer"):
+        parse_params(["epochs=2.5"], types)
+    with pytest.raises(ValueError, match="folds='1': parameter type LIST needs a list"):
+        parse_params(["folds=1"], types)
     with pytest.raises(ValueError, match="fold_parallelism"):
         PipelineOptions(fold_parallelism=0)
+
+
+def test_compile_cli_type_checks_params(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--output", str(tmp_path / "x.yaml"), "--param", "accelerator_count=two"])
+    assert exc.value.code == 2
+    assert "--param accelerator_count='two': parameter type NUMBER_INTEGER needs an integer" in capsys.readouterr().err
+    assert not (tmp_path / "x.yaml").exists()
 
 
 CREDENTIAL_PATTERNS = [

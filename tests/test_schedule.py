@@ -31,10 +31,21 @@ def kfp_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
 
 
 @pytest.mark.parametrize("expr", ["0 0 2 * * *", "30 15 */6 1-15 JAN-MAR,DEC MON-FRI", "0 0 9 ? * 2-6",
-                                  "0 */5 * * * *", "0 0 0 1 1 ?", "@daily", "0  0 2 * *  *"])
+                                  "0 */5 * * * *", "0 0 0 1 1 ?", "@daily", "0  0 2 * *  *", "@every 12h",
+                                  "@every 1h30m", "@every  90m", "@every 1.5h", "@every 60s"])
 def test_valid_cron(expr: str) -> None:
     normalised = " ".join(expr.split())
     assert schedule.validate_cron(expr) == (normalised.lower() if expr.startswith("@") else normalised)
+
+
+def test_go_durations() -> None:
+    assert schedule.go_duration_seconds("1h30m") == 5400
+    assert schedule.go_duration_seconds("1.5h") == 5400
+    assert schedule.go_duration_seconds("2h45m30s") == 9930
+    assert schedule.go_duration_seconds("1500ms") == 1.5
+    for bad in ("12", "h", "1d", "1h 30m", "-1h", ""):
+        with pytest.raises(ValueError, match="not a Go duration"):
+            schedule.go_duration_seconds(bad)
 
 
 @pytest.mark.parametrize("expr, message", [
@@ -53,7 +64,11 @@ def test_valid_cron(expr: str) -> None:
     ("0 ? 2 * * *", "'\\?' is only allowed in day of month/week, not minutes"),
     ("* 0 2 * * *", "seconds field '\\*' fires 60 times a minute"),
     ("0 0 2 * * 1--2", "day of week field: cannot parse '1--2'"),
-    ("@every 1h", "unknown descriptor"),
+    ("@nightly", "unknown descriptor"),
+    ("@every", "expected '@every <duration>'"),
+    ("@every 1d", "'1d' is not a Go duration"),
+    ("@every 12", "'12' is not a Go duration"),
+    ("@every 30s", "more than once a minute"),
 ])
 def test_invalid_cron(expr: str, message: str) -> None:
     with pytest.raises(client_helpers.SubmitError, match=message):
@@ -85,7 +100,61 @@ def test_schedule_latest_version(kfp_server: FakeKFP, capsys: pytest.CaptureFixt
     exp = next(e for e in kfp_server.state.experiments.values() if e["display_name"] == "retrain")
     assert body["experiment_id"] == exp["experiment_id"]
     assert "pipeline_spec" not in body  # scheduled by version reference, not an inline package
-    assert "recurring run mer-retraining (recurring-" in capsys.readouterr().out
+    assert "pipeline_root" not in body.get("runtime_config", {})  # no --pipeline-root: the cluster default
+    out = capsys.readouterr().out
+    assert "recurring run mer-retraining (recurring-" in out and "UTC" in out
+    assert kfp_server.calls("GET", "/healthz")  # the backend version was checked
+
+
+def test_schedule_every_with_pipeline_root(kfp_server: FakeKFP) -> None:
+    rc = schedule.main(["--host", kfp_server.url, "--cron", "@every 12h", "--param", "run_tag=x",
+                        "--pipeline-root", "gs://bucket/kfp-root"])
+    assert rc == 0
+    body = kfp_server.calls("POST", "/recurringruns")[0].body
+    assert body["trigger"] == {"cron_schedule": {"cron": "@every 12h"}}
+    assert body["runtime_config"]["pipeline_root"] == "gs://bucket/kfp-root"
+
+
+@pytest.mark.parametrize("tag, message", [
+    ("2.4.1", "the KFP backend is 2.4.1, older than 2.14"),
+    ("unknown", "does not report its version"),
+])
+def test_old_backend_refused_before_anything_is_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture, tag: str,
+                                                        message: str) -> None:
+    isolate_kfp_home(monkeypatch, tmp_path / "home")
+    package = compile_tiny_pipeline(tmp_path / "tiny.yaml")
+    with FakeKFP(tag_name=tag) as server:
+        assert schedule.main(["--host", server.url, "--cron", "0 0 2 * * *", "--param", "run_tag=x"]) == 2
+        assert message in capsys.readouterr().err
+        assert submit.main(["--host", server.url, "--package", str(package), "--param", "run_tag=x"]) == 2
+        assert message in capsys.readouterr().err
+        # healthz only (the client's constructor reads it too): nothing uploaded or scheduled.
+        assert server.requests and all(r.method == "GET" and r.path.endswith("/healthz") for r in server.requests)
+        # The override, for a backend that does not say its version.
+        assert submit.main(["--host", server.url, "--package", str(package), "--param", "run_tag=x",
+                            "--skip-backend-check", "--no-run"]) == 0
+        assert server.state.versions
+
+
+def test_backend_version_parsing() -> None:
+    class Healthz:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def healthz_service_get_healthz(self, _preload_content: bool) -> Healthz:
+            return self
+
+    class Client:
+        def __init__(self, data: bytes) -> None:
+            self._healthz_api = Healthz(data)
+
+    assert client_helpers.check_backend(Client(b'{"tag_name": "2.14.0"}')) == "2.14.0"
+    assert client_helpers.check_backend(Client(b'{"tag_name": "v2.17.3-rc.1"}')) == "v2.17.3-rc.1"
+    with pytest.raises(client_helpers.SubmitError, match="older than 2.14"):
+        client_helpers.check_backend(Client(b'{"tag_name": "2.5.0"}'))
+    with pytest.raises(client_helpers.SubmitError, match="does not report its version"):
+        client_helpers.check_backend(Client(b'{"multi_user": false}'))
 
 
 def test_schedule_replaces_existing_job(kfp_server: FakeKFP) -> None:
