@@ -7,9 +7,15 @@ Pointing ``data_uri`` at a ``gs://`` feature set (``featureset.json`` + ``A/ V/ 
 IEMOCAP copy trains on real data. ``pipelines/run_local.py`` runs the same DAG locally on the small
 ``demo`` preset with fewer epochs and folds.
 
-Retries: a preempted GPU pod is retried with backoff; it resumes from its last epoch when
-``checkpoint_root`` points at a durable location (a ``gs://`` prefix, or the PVC mounted with
-``compile.py --checkpoint-pvc``), see :mod:`mer_lib.pipeline.checkpoints`.
+Retries: a training container that fails (non-zero exit, OOM kill) is retried with backoff; it
+resumes from its last epoch when ``checkpoint_root`` points at a durable location (a ``gs://``
+prefix, or the PVC mounted with ``compile.py --checkpoint-pvc``), see
+:mod:`mer_lib.pipeline.checkpoints`. A pod lost with its node is outside what the package can ask
+for (pipelines/README.md, "Preemption").
+
+Images and resources: every step runs the CPU image with CPU and memory requests
+(:data:`STEP_RESOURCES`); the GPU training steps run the CUDA image, request the GPU and run with
+``device`` (``cuda`` by default: they fail at once when they see no GPU).
 """
 
 from dataclasses import dataclass
@@ -19,23 +25,70 @@ from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 from kfp.dsl.pipeline_channel import PipelineChannel
 
+from components import MER_IMAGE_GPU
 from components.compare import compare_models
 from components.data import prepare_data
 from components.evaluate import evaluate_model
 from components.gate import check_retrain
 from components.noise import noise_recipe
 from components.register import register_model
-from components.train_baseline import train_baseline
-from components.train_ifmmin import train_ifmmin
-from components.train_nmer import train_nmer
+from components.train import train_family
 
 PIPELINE_NAME = "mer-training"
+#: Oldest KFP backend the package runs on (dsl.Collected over ParallelFor); also in pipelines/_client.py.
+MIN_BACKEND = "2.14"
 PIPELINE_DESCRIPTION = ("Multimodal emotion recognition robust to missing and noisy modalities: trains IF-MMIN and "
                         "NMER per fold on GPUs, evaluates them against a baseline and registers the better one "
-                        "when it beats the current champion.")
+                        f"when it beats the current champion. Needs KFP backend {MIN_BACKEND} or later "
+                        "(2.17 recommended).")
 #: Where ``--checkpoint-pvc`` mounts the claim in training pods (use it as ``checkpoint_root``).
 CHECKPOINT_MOUNT = "/mnt/mer-checkpoints"
 ALL_FOLDS = list(range(1, 11))
+#: Families trained per fold, in task order; each is one ``train_family`` task (see mer_lib.pipeline.stages).
+TRAINED_FAMILIES = ("ifmmin", "nmer", "baseline")
+#: Families trained on a GPU with the CUDA image; the others train on the CPU pool with the CPU image.
+GPU_FAMILIES = ("ifmmin", "nmer")
+FAMILY_LABELS = {"ifmmin": "IF-MMIN", "nmer": "NMER", "baseline": "baseline"}
+#: Environment of GPU pods read by mer_lib.pipeline.device when no GPU is visible.
+NODE_NAME_ENV = "NODE_NAME"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """CPU and memory request/limit of one step (Kubernetes quantities)."""
+
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+
+
+#: Requests of the steps that do not train, sized from their measured peak memory on the full-size
+#: synthetic ``iemocap`` corpus (figures in pipelines/README.md, "Resources") and to fit the CPU pool's
+#: e2-standard-8 nodes (8 vCPU, 32 GB). Training pods use the ``train_*`` run parameters instead.
+STEP_RESOURCES: dict[str, Resources] = {
+    "gate": Resources("250m", "1", "512Mi", "1Gi"),
+    "data": Resources("1", "2", "3Gi", "6Gi"),
+    "extract": Resources("4", "4", "8Gi", "12Gi"),
+    "merge": Resources("1", "2", "4Gi", "8Gi"),
+    "noise": Resources("500m", "1", "2Gi", "4Gi"),
+    "evaluate": Resources("2", "4", "4Gi", "8Gi"),
+    "compare": Resources("500m", "1", "1Gi", "2Gi"),
+    "register": Resources("500m", "1", "2Gi", "4Gi"),
+}
+
+
+def with_resources(task: PipelineTask, step: str) -> PipelineTask:
+    """Set the CPU/memory request and limit of :data:`STEP_RESOURCES` ``[step]`` on ``task``.
+
+    Raises:
+        KeyError: unknown step name.
+    """
+    if step not in STEP_RESOURCES:
+        raise KeyError(f"no resources for step {step!r}; add it to STEP_RESOURCES ({', '.join(STEP_RESOURCES)})")
+    res = STEP_RESOURCES[step]
+    return (task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
+            .set_memory_request(res.memory_request).set_memory_limit(res.memory_limit))
 
 
 @dataclass(frozen=True)
@@ -69,7 +122,11 @@ def _gpu_training(task: PipelineTask, opts: PipelineOptions, *, accelerator_type
                   accelerator_count: PipelineChannel, node_selector: PipelineChannel,
                   cpu: tuple[PipelineChannel, PipelineChannel],
                   memory: tuple[PipelineChannel, PipelineChannel]) -> PipelineTask:
-    """GPU request, CPU/memory, GKE node selector, toleration, retries and no caching for a training task."""
+    """CUDA image, GPU request, CPU/memory, node selector, toleration, retries and no caching for a training task."""
+    task.set_container_image(MER_IMAGE_GPU)
+    # What mer_lib.pipeline.device names when the pod sees no GPU.
+    task.set_env_variable("MER_IMAGE", MER_IMAGE_GPU)
+    kubernetes.use_field_path_as_env(task, env_name=NODE_NAME_ENV, field_path="spec.nodeName")
     task.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
     # kfp 2.17.3 turns resource channels into placeholders without adding them to the enclosing
     # If/ParallelFor sub-DAG inputs, so the cluster could not resolve them; registering them fixes that.
@@ -113,14 +170,14 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
         noise_types: list = ["gaussian", "impulse"],  # noqa: B006
         noise_levels: list = [20, 40, 60, 80, 100],  # noqa: B006
         noise_seed: int = 1234,
-        device: str = "auto",
+        device: str = "cuda",
         accelerator_type: str = "nvidia.com/gpu",
         accelerator_count: int = 1,
         gpu_node_selector: dict = {"cloud.google.com/gke-accelerator": "nvidia-l4"},  # noqa: B006
-        train_cpu_request: str = "4",
-        train_cpu_limit: str = "8",
-        train_memory_request: str = "16Gi",
-        train_memory_limit: str = "32Gi",
+        train_cpu_request: str = "3",
+        train_cpu_limit: str = "4",
+        train_memory_request: str = "8Gi",
+        train_memory_limit: str = "10Gi",
         checkpoint_root: str = "",
         registry_uri: str = "",
         model_name: str = "mer-emotion",
@@ -145,13 +202,14 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             noise_types: Noise types of the evaluation noise grid.
             noise_levels: Noise intensities T of the evaluation grid (1..100).
             noise_seed: Seed of the evaluation noise (same seed, same noisy test sets for every model).
-            device: Training/evaluation device: auto (GPU when present), cuda or cpu.
+            device: Device of the GPU training steps: cuda (a step that sees no GPU fails at once, naming node and
+                image), auto (GPU when present; for local runs) or cpu. CPU steps always run on the CPU.
             accelerator_type: Kubernetes accelerator resource of the GPU training tasks.
             accelerator_count: GPUs per training task.
             gpu_node_selector: Node selector of the GPU training tasks; on GKE picks the accelerator pool ({} = none).
-            train_cpu_request: CPU request of training tasks.
+            train_cpu_request: CPU request of training tasks (default fits a g2-standard-4 node with one L4).
             train_cpu_limit: CPU limit of training tasks.
-            train_memory_request: Memory request of training tasks.
+            train_memory_request: Memory request of training tasks (measured peak about 2.3 GB on the CPU).
             train_memory_limit: Memory limit of training tasks.
             checkpoint_root: Durable checkpoint location so a retried (preempted) training pod resumes: a gs:// prefix
                 or the mounted PVC path; empty = a retry starts its fold over.
@@ -169,31 +227,34 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                              recipe=recipe, registry_uri=registry_uri, model_name=model_name,
                              force_retrain=force_retrain)
         gate.set_display_name("should-retrain gate").set_caching_options(enable_caching=False)
+        with_resources(gate, "gate")
 
         with dsl.If(gate.outputs["Output"] == True, name="retrain"):  # noqa: E712 - a KFP condition, not a bool
             data = prepare_data(data_uri=data_uri, synthetic_preset=synthetic_preset, data_seed=data_seed)
-            data.set_display_name("data")
+            with_resources(data.set_display_name("data"), "data")
             noise = noise_recipe(dataset=data.outputs["dataset"], noise_types=noise_types, noise_levels=noise_levels,
                                  noise_seed=noise_seed, training_overrides=training_overrides)
-            noise.set_display_name("noise recipe")
+            with_resources(noise.set_display_name("noise recipe"), "noise")
 
             with dsl.ParallelFor(folds, parallelism=opts.fold_parallelism, name="folds") as fold:
                 common = {"dataset": data.outputs["dataset"], "fold": fold, "epochs": epochs, "seed": seed,
-                          "device": device, "training_overrides": training_overrides, "recipe": recipe,
+                          "training_overrides": training_overrides, "recipe": recipe,
                           "checkpoint_root": checkpoint_root, "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
-                t_ifmmin = _gpu_training(train_ifmmin(**common).after(noise), opts, **gpu)
-                t_ifmmin.set_display_name("train IF-MMIN (fold)")
-                t_nmer = _gpu_training(train_nmer(**common).after(noise), opts, **gpu)
-                t_nmer.set_display_name("train NMER (fold)")
-                t_base = _cpu_training(train_baseline(**common).after(noise), opts, cpu=gpu["cpu"],
-                                       memory=gpu["memory"])
-                t_base.set_display_name("train baseline (fold)")
+                trained = {}
+                for family in TRAINED_FAMILIES:
+                    on_gpu = family in GPU_FAMILIES
+                    task = train_family(family=family, device=device if on_gpu else "cpu", **common).after(noise)
+                    if on_gpu:
+                        _gpu_training(task, opts, **gpu)
+                    else:
+                        _cpu_training(task, opts, cpu=gpu["cpu"], memory=gpu["memory"])
+                    trained[family] = task.set_display_name(f"train {FAMILY_LABELS.get(family, family)} (fold)")
 
             evals = {}
-            for family, task in (("ifmmin", t_ifmmin), ("nmer", t_nmer), ("baseline", t_base)):
+            for family, task in trained.items():
                 ev = evaluate_model(dataset=data.outputs["dataset"], fold_models=dsl.Collected(task.outputs["model"]),
-                                    noise=noise.outputs["recipe"], device=device)
-                ev.set_display_name(f"evaluate {family}")
+                                    noise=noise.outputs["recipe"], device="cpu")
+                with_resources(ev.set_display_name(f"evaluate {family}"), "evaluate")
                 evals[family] = ev
 
             compare = compare_models(ifmmin_eval=evals["ifmmin"].outputs["evaluation"],
@@ -203,6 +264,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                                      promotion_margin=promotion_margin)
             # It reads the live champion: a cached decision could be stale.
             compare.set_display_name("compare").set_caching_options(enable_caching=False)
+            with_resources(compare, "compare")
 
             # One registration task per candidate family: KFP cannot pick an artifact by a runtime value.
             for family, branch in (("nmer", dsl.If), ("ifmmin", dsl.Elif)):
@@ -213,6 +275,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                                          family=family, registry_uri=registry_uri, model_name=model_name,
                                          promotion_margin=promotion_margin, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
                     reg.set_display_name(f"register {family}").set_caching_options(enable_caching=False)
+                    with_resources(reg, "register")
 
     return mer_training
 

@@ -12,12 +12,14 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from components import MER_IMAGE  # noqa: E402
+from components import MER_IMAGE_CPU, MER_IMAGE_GPU  # noqa: E402
 from pipelines.compile import compile_pipeline, main, parse_params  # noqa: E402
-from pipelines.training import ALL_FOLDS, CHECKPOINT_MOUNT, PipelineOptions  # noqa: E402
+from pipelines.training import ALL_FOLDS, CHECKPOINT_MOUNT, STEP_RESOURCES, PipelineOptions  # noqa: E402
 
-GPU_EXECUTORS = ("exec-train-ifmmin", "exec-train-nmer")
-TRAIN_TASKS = ("train-ifmmin", "train-nmer", "train-baseline")
+# One training component for every family: the tasks are numbered in TRAINED_FAMILIES order.
+GPU_EXECUTORS = ("exec-train-family", "exec-train-family-2")  # IF-MMIN, NMER
+CPU_TRAIN_EXECUTOR = "exec-train-family-3"  # the baseline
+TRAIN_TASKS = ("train-family", "train-family-2", "train-family-3")
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,38 @@ def test_gpu_training_executors_request_accelerator_and_resources(docs: tuple[di
         assert res["resourceCpuLimit"] == "{{$.inputs.parameters['pipelinechannel--train_cpu_limit']}}"
         assert res["resourceMemoryRequest"] == "{{$.inputs.parameters['pipelinechannel--train_memory_request']}}"
         assert res["resourceMemoryLimit"] == "{{$.inputs.parameters['pipelinechannel--train_memory_limit']}}"
-    baseline = spec["deploymentSpec"]["executors"]["exec-train-baseline"]["container"]["resources"]
+    baseline = spec["deploymentSpec"]["executors"][CPU_TRAIN_EXECUTOR]["container"]["resources"]
     assert "accelerator" not in baseline and "resourceCpuLimit" in baseline
+
+
+def test_every_executor_requests_cpu_and_memory(docs: tuple[dict, dict]) -> None:
+    spec, _ = docs
+    for name, ex in spec["deploymentSpec"]["executors"].items():
+        res = ex["container"].get("resources", {})
+        for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
+            assert res.get(key), (name, key)
+    evaluate = spec["deploymentSpec"]["executors"]["exec-evaluate-model"]["container"]["resources"]
+    assert evaluate["resourceMemoryRequest"] == STEP_RESOURCES["evaluate"].memory_request
+
+
+def test_gpu_steps_require_a_gpu_and_name_node_and_image(docs: tuple[dict, dict]) -> None:
+    spec, platform = docs
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["device"]["defaultValue"] == "cuda"
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for name in GPU_EXECUTORS:
+        assert executors[name]["fieldPathAsEnv"] == [{"fieldPath": "spec.nodeName", "name": "NODE_NAME"}]
+        env = spec["deploymentSpec"]["executors"][name]["container"]["env"]
+        assert {"name": "MER_IMAGE", "value": MER_IMAGE_GPU} in env
+    loop = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]
+    for task, family in zip(TRAIN_TASKS, ("ifmmin", "nmer", "baseline"), strict=True):
+        inputs = loop[task]["inputs"]["parameters"]
+        assert inputs["family"] == {"runtimeValue": {"constant": family}}
+        device = inputs["device"]
+        if family == "baseline":
+            assert device == {"runtimeValue": {"constant": "cpu"}}  # a CPU step never asks for cuda
+        else:
+            assert device == {"componentInputParameter": "pipelinechannel--device"}
 
 
 def test_gpu_tasks_have_node_selector_and_toleration(docs: tuple[dict, dict]) -> None:
@@ -70,7 +102,7 @@ def test_gpu_tasks_have_node_selector_and_toleration(docs: tuple[dict, dict]) ->
         selector = {"componentInputParameter": "pipelinechannel--gpu_node_selector"}
         assert cfg["nodeSelector"] == {"nodeSelectorJson": selector}
         assert cfg["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    assert "exec-train-baseline" not in executors  # CPU task: no GPU pool constraints
+    assert CPU_TRAIN_EXECUTOR not in executors  # CPU task: no GPU pool constraints
     assert "pvcMount" not in str(executors)
 
 
@@ -78,8 +110,9 @@ def test_images_and_no_runtime_pip(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     executors = spec["deploymentSpec"]["executors"]
     assert len(executors) == 12
+    assert MER_IMAGE_CPU != MER_IMAGE_GPU
     for name, ex in executors.items():
-        assert ex["container"]["image"] == MER_IMAGE, name
+        assert ex["container"]["image"] == (MER_IMAGE_GPU if name in GPU_EXECUTORS else MER_IMAGE_CPU), name
         assert "pip install" not in " ".join(ex["container"]["command"]), name
 
 
@@ -117,7 +150,7 @@ def test_dag_edges_and_control_flow(docs: tuple[dict, dict]) -> None:
         src = inner[ev]["inputs"]["artifacts"]["fold_models"]["taskOutputArtifact"]
         assert src["producerTask"] == "for-loop-2"  # dsl.Collected of the loop's per-fold models
         collected[ev] = src["outputArtifactKey"]
-    assert sorted(collected.values()) == [f"pipelinechannel--train-{f}-model" for f in ("baseline", "ifmmin", "nmer")]
+    assert sorted(collected.values()) == sorted(f"pipelinechannel--{t}-model" for t in TRAIN_TASKS)
     loop_out = comps["comp-for-loop-2"]["outputDefinitions"]["artifacts"]
     assert all(loop_out[k]["isArtifactList"] for k in collected.values())
     assert inner["compare-models"]["dependentTasks"] == ["evaluate-model", "evaluate-model-2", "evaluate-model-3"]
@@ -147,7 +180,7 @@ def test_every_subdag_input_reference_is_declared(docs: tuple[dict, dict]) -> No
 
 def test_run_id_placeholder_reaches_training_and_registration(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
-    for task in ("train-ifmmin", "train-nmer", "register-model", "register-model-2"):
+    for task in (*TRAIN_TASKS, "register-model", "register-model-2"):
         assert _find_task(spec, task)["inputs"]["parameters"]["run_id"] == \
             {"runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}
 
@@ -168,6 +201,9 @@ def test_parameters_have_defaults_and_descriptions(docs: tuple[dict, dict]) -> N
                                            "parameterType": "NUMBER_INTEGER"}
     assert params["gpu_node_selector"]["defaultValue"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert params["force_retrain"]["defaultValue"] is False
+    # Fits a g2-standard-4 (4 vCPU, 16 GB, one L4): about 3.9 CPU and 12 GiB allocatable.
+    assert (params["train_cpu_request"]["defaultValue"], params["train_memory_request"]["defaultValue"]) == \
+        ("3", "8Gi")
     assert params["registry_uri"]["defaultValue"] == ""
 
 
@@ -187,9 +223,9 @@ def test_image_env_and_compile_options(tmp_path: Path) -> None:
                                   "--fold-parallelism", "2", "--param", "registry_uri=gs://b/registry",
                                   "--param", "folds=[1,2]")
     spec, platform = list(yaml.safe_load_all(data))
-    assert {ex["container"]["image"] for ex in spec["deploymentSpec"]["executors"].values()} == {image}
+    assert {ex["container"]["image"] for ex in spec["deploymentSpec"]["executors"].values()} == {image}  # one for all
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    for name in (*GPU_EXECUTORS, "exec-train-baseline"):
+    for name in (*GPU_EXECUTORS, CPU_TRAIN_EXECUTOR):
         assert executors[name]["pvcMount"] == [{"constant": "mer-ckpt", "mountPath": CHECKPOINT_MOUNT,
                                                 "pvcNameParameter": {"runtimeValue": {"constant": "mer-ckpt"}}}]
     params = spec["root"]["inputDefinitions"]["parameters"]
@@ -197,6 +233,18 @@ def test_image_env_and_compile_options(tmp_path: Path) -> None:
     assert params["folds"]["defaultValue"] == [1, 2]
     loop = spec["components"]["comp-condition-1"]["dag"]["tasks"]["for-loop-2"]
     assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
+
+
+def test_cpu_and_gpu_images_from_the_environment(tmp_path: Path) -> None:
+    cpu = "europe-docker.pkg.dev/p/mer/mer@sha256:" + "cd" * 32
+    gpu = "europe-docker.pkg.dev/p/mer/mer-cuda@sha256:" + "ef" * 32
+    env = {"MER_IMAGE_CPU": cpu, "MER_IMAGE_GPU": gpu, "MER_IMAGE": ""}
+    spec, _ = list(yaml.safe_load_all(_compile_in_subprocess(tmp_path / "two.yaml", env)))
+    images = {name: ex["container"]["image"] for name, ex in spec["deploymentSpec"]["executors"].items()}
+    assert {images[n] for n in GPU_EXECUTORS} == {gpu}
+    assert {i for n, i in images.items() if n not in GPU_EXECUTORS} == {cpu}
+    # The minimum backend travels with the package (the UI shows the description).
+    assert "Needs KFP backend 2.14 or later" in " ".join(spec["pipelineInfo"]["description"].split())
 
 
 def test_parse_params_rejects_unknown_malformed_and_mistyped() -> None:

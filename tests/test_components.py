@@ -16,14 +16,12 @@ from components.evaluate import evaluate_model  # noqa: E402
 from components.gate import check_retrain  # noqa: E402
 from components.noise import noise_recipe  # noqa: E402
 from components.register import register_model  # noqa: E402
-from components.train_baseline import train_baseline  # noqa: E402
-from components.train_ifmmin import train_ifmmin  # noqa: E402
-from components.train_nmer import train_nmer  # noqa: E402
+from components.train import train_family  # noqa: E402
 
 #: Small networks so the whole chain trains in seconds (named config options, not the recipe).
 TINY_NETS = ["model_params.embd_size=16", "model_params.cls_layers=[16,16]", "model_params.vae_layers=1",
              "model_params.ae_layers=[16,8]", "model_params.ae_blocks=1", "train.tensorboard=false"]
-TRAINERS = {"ifmmin": train_ifmmin, "nmer": train_nmer, "baseline": train_baseline}
+FAMILIES = ("ifmmin", "nmer", "baseline")
 FINAL = {"ifmmin": "ifmmin", "nmer": "nmer", "baseline": "utt_fusion"}
 RECIPES = {"ifmmin": "faithful", "nmer": "improved", "baseline": "improved"}
 STAGE_RECIPES = {"ifmmin": {"utt_shared": "faithful", "ifmmin": "faithful"},
@@ -66,10 +64,11 @@ def noise(work: Path, dataset: Dataset) -> Artifact:
 @pytest.fixture(scope="module")
 def trained(work: Path, dataset: Dataset) -> dict[str, Model]:
     out = {}
-    for family, component in TRAINERS.items():
+    for family in FAMILIES:
         out[family] = _art(Model, work / f"train-{family}")
-        component.python_func(dataset=dataset, fold=1, epochs=1, seed=0, device="cpu", training_overrides=TINY_NETS,
-                              recipe=RECIPES[family], checkpoint_root="", run_id="run-1", model=out[family])
+        train_family.python_func(family=family, dataset=dataset, fold=1, epochs=1, seed=0, device="cpu",
+                                 training_overrides=TINY_NETS, recipe=RECIPES[family], checkpoint_root="",
+                                 run_id="run-1", model=out[family])
     return out
 
 
@@ -134,7 +133,7 @@ def test_noise_recipe_rejects_bad_levels(work: Path, dataset: Dataset) -> None:
                                  training_overrides=[], recipe=_art(Artifact, work / "bad-noise"))
 
 
-@pytest.mark.parametrize("family", list(TRAINERS))
+@pytest.mark.parametrize("family", FAMILIES)
 def test_training_outputs_every_stage_without_resume_state(family: str, trained: dict[str, Model],
                                                            dataset: Dataset) -> None:
     model = trained[family]
@@ -154,21 +153,42 @@ def test_training_outputs_every_stage_without_resume_state(family: str, trained:
 
 
 def test_training_resumes_from_a_durable_checkpoint_root(work: Path, dataset: Dataset) -> None:
-    kwargs = {"dataset": dataset, "fold": 1, "epochs": 1, "seed": 0, "device": "cpu",
+    kwargs = {"family": "baseline", "dataset": dataset, "fold": 1, "epochs": 1, "seed": 0, "device": "cpu",
               "training_overrides": TINY_NETS, "recipe": "faithful", "checkpoint_root": str(work / "ckpt"),
               "run_id": "run-9"}
     first = _art(Model, work / "resume-1")
-    train_baseline.python_func(model=first, **kwargs)
+    train_family.python_func(model=first, **kwargs)
     durable = work / "ckpt" / "run-9" / "baseline" / "fold_1" / "utt_fusion" / "fold_1"
     assert (durable / "last.pt").exists()
     # A retried pod gets a fresh output directory but the same work location: the finished fold is
     # found there and not trained again (same checkpoint bytes).
     best_mtime = (durable / "best.pt").stat().st_mtime_ns
     retry = _art(Model, work / "resume-2")
-    train_baseline.python_func(model=retry, **kwargs)
+    train_family.python_func(model=retry, **kwargs)
     assert (durable / "best.pt").stat().st_mtime_ns == best_mtime
     assert (Path(retry.path) / "utt_fusion" / "fold_1" / "best.pt").read_bytes() == \
         (Path(first.path) / "utt_fusion" / "fold_1" / "best.pt").read_bytes()
+
+
+def test_gpu_step_without_a_gpu_fails_at_once_naming_node_and_image(work: Path, dataset: Dataset,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mer_lib.pipeline.device import NoGpuError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine that has a GPU
+    monkeypatch.setenv("NODE_NAME", "gke-mer-l4-pool-7f3a")
+    monkeypatch.setenv("MER_IMAGE", "europe-docker.pkg.dev/p/mer/mer-cuda@sha256:abc")
+    out = _art(Model, work / "no-gpu")
+    with pytest.raises(NoGpuError) as exc:
+        train_family.python_func(family="nmer", dataset=dataset, fold=1, epochs=1, seed=0, device="cuda",
+                                 training_overrides=TINY_NETS, recipe="faithful", checkpoint_root="", run_id="r",
+                                 model=out)
+    message = str(exc.value)
+    assert "no GPU is visible on node gke-mer-l4-pool-7f3a" in message
+    assert "in image europe-docker.pkg.dev/p/mer/mer-cuda@sha256:abc" in message
+    assert f"torch {torch.__version__}" in message
+    assert not Path(out.path).exists()  # failed before any training
 
 
 def test_evaluation_logs_metrics_confusion_and_reports(evaluated: dict[str, dict]) -> None:
