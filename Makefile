@@ -15,7 +15,7 @@ $(VENV)/.core: pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core
-	$(PIP) install -e '.[dev,features]'
+	$(PIP) install -e '.[dev,features,serving]'
 	touch $@
 
 demo: $(VENV)/.core

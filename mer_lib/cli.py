@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-COMMANDS = ("synth", "folds", "train", "evaluate", "report", "noise", "extract", "predict", "register")
+COMMANDS = ("synth", "folds", "train", "evaluate", "report", "noise", "extract", "predict", "register", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
