@@ -82,6 +82,10 @@ def pipeline_arguments(args: argparse.Namespace) -> dict[str, object]:
             params[key] = json.loads(raw)
         except json.JSONDecodeError:
             params[key] = raw
+    if params.get("deploy"):
+        # The deploy step writes to a Kubernetes cluster: never from a local run.
+        print("run_local.py: deploy=true ignored locally (the deploy step runs on a cluster only)", file=sys.stderr)
+    params["deploy"] = False
     return params
 
 
