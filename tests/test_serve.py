@@ -234,3 +234,10 @@ def test_one_forward_pass_per_request(real: tuple) -> None:
 def test_serve_refuses_a_missing_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["serve", "--model", str(tmp_path / "nothing"), "--port", str(free_port())]) == 2
     assert "no model here" in capsys.readouterr().err
+
+
+def test_cpu_image_runs_mer_serve() -> None:
+    text = (Path(__file__).resolve().parents[1] / "images" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["mer", "serve"]' in text and "EXPOSE 8080" in text
+    extras = next(ln for ln in text.splitlines() if ln.startswith("ARG EXTRAS=")).split("=", 1)[1].split(",")
+    assert "serving" in extras and "features" in extras  # raw audio/text need the extractors
