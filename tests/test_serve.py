@@ -10,10 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from mer_lib.data.featureset import read_metadata
 from mer_lib.prediction import predict
 from mer_lib.training.api import train
 from tests.fixtures.raw_iemocap import voice, write_wav
+from tests.serve_helpers import free_port, running_server
 from tests.test_predict import _copy_set, build_real_featureset
 
 PROBS = ["p_happy", "p_angry", "p_sad", "p_neutral"]
@@ -43,43 +40,12 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     return base / "fs", base / "run", clips
 
 
-def free_port() -> int:
-    """A port nobody listens on right now (loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(real: tuple, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mer serve`` in a subprocess on 127.0.0.1; yields its base URL once the model is ready."""
-    _, run, _ = real
-    port = free_port()
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
-    args = [sys.executable, "-m", "mer_lib.cli", "serve", "--model", str(run), "--host", "127.0.0.1",
-            "--port", str(port), *[str(x) for kv in LIMITS.items() for x in kv]]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, f"mer serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-            try:
-                if requests.get(f"{url}/v1/models/mer", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass  # not listening yet: the model is still loading
-            assert time.monotonic() < deadline, f"mer serve not ready:\n{log.read_text()[-3000:]}"
-            time.sleep(0.2)
+    with running_server(real[1], log, *[str(x) for kv in LIMITS.items() for x in kv]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _features(fs: Path, uid: str) -> dict[str, np.ndarray]:
