@@ -18,7 +18,13 @@ from components import MER_IMAGE_CPU  # noqa: E402
 from components.deploy import deploy_model  # noqa: E402
 from mer_lib.pipeline.deploy import deploy_champion  # noqa: E402
 from mer_lib.registry.uri import UriRegistry  # noqa: E402
-from mer_lib.serving.deploy import DeployError, ServiceSpec, inference_service, kube_client  # noqa: E402
+from mer_lib.serving.deploy import (  # noqa: E402
+    DeployError,
+    ServiceSpec,
+    cpu_threads,
+    inference_service,
+    kube_client,
+)
 from tests.fake_kube import FakeKube  # noqa: E402
 
 NAME = "mer-emotion"
@@ -42,11 +48,14 @@ def test_manifest() -> None:
     assert pred["serviceAccountName"] == "sa"
     (c,) = pred["containers"]
     assert c["name"] == "kserve-container" and c["image"] == "img:1" and c["command"] == ["mer", "serve"]
-    assert c["args"] == ["--model", "gs://b/reg/mer-emotion", "--version", "3", "--name", "mer", "--port", "8080"]
+    assert c["args"] == ["--model", "gs://b/reg/mer-emotion", "--version", "3", "--name", "mer", "--port", "8080",
+                         "--threads", "2"]  # torch threads = the CPU limit, not the node's cores
     assert c["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}}
     assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models/mer", "port": 8080}
     assert inference_service(_spec(canary_traffic_percent=10), update=True)["spec"]["predictor"][
         "canaryTrafficPercent"] == 10
+    assert cpu_threads({"limits": {"cpu": "1500m"}}) == 1 and cpu_threads({"requests": {"cpu": "4"}}) == 4
+    assert cpu_threads({}) == 1
 
 
 @pytest.mark.parametrize(("kw", "message"), [
@@ -57,6 +66,7 @@ def test_manifest() -> None:
     ({"image": ""}, "serving image: empty"),
     ({"resources": {"request": {"cpu": "1"}}}, "serving resources"),
     ({"resources": {"limits": {"cpu": [1]}}}, "serving resources.limits"),
+    ({"resources": {"limits": {"cpu": "two"}}}, "serving resources.limits.cpu 'two'"),
 ])
 def test_bad_settings_are_refused(kw: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

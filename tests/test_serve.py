@@ -27,7 +27,8 @@ from tests.serve_helpers import free_port, running_server
 from tests.test_predict import _copy_set, build_real_featureset
 
 PROBS = ["p_happy", "p_angry", "p_sad", "p_neutral"]
-LIMITS = {"--max-request-bytes": 3_000_000, "--max-instances": 8, "--max-frames": 400, "--max-audio-seconds": 5}
+SERVE_ARGS = {"--max-request-bytes": 3_000_000, "--max-instances": 8, "--max-frames": 400, "--max-audio-seconds": 5,
+              "--threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
 def server(real: tuple, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mer serve`` in a subprocess on 127.0.0.1; yields its base URL once the model is ready."""
     log = tmp_path_factory.mktemp("serve_log") / "server.log"
-    with running_server(real[1], log, *[str(x) for kv in LIMITS.items() for x in kv]) as url:
+    with running_server(real[1], log, *[str(x) for kv in SERVE_ARGS.items() for x in kv]) as url:
         yield url
 
 

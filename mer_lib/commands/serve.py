@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8080, help="HTTP port")
     p.add_argument("--grpc-port", type=int, default=0, help="gRPC (Open Inference Protocol) port; 0 = no gRPC")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = one per core of the machine; in a pod use its CPU limit)")
     p.add_argument("--absent", default="auto", choices=["auto", "zeros", "noise"],
                    help="absent modalities: auto = as trained (zeros; NMER: its noise recipe)")
     p.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes, help="largest request body")
@@ -47,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
             raise OSError(f"mer serve needs the `serving` extra: pip install 'mer-lib[serving]' ({exc})") from exc
         raise
     serve(args.model, version=args.version, fold=args.fold, name=args.name, host=args.host, port=args.port,
-          grpc_port=args.grpc_port, device=args.device, absent=args.absent, limits=limits)
+          grpc_port=args.grpc_port, device=args.device, absent=args.absent, limits=limits, threads=args.threads)
     return 0

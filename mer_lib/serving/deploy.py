@@ -82,12 +82,29 @@ class ServiceSpec:
         for part, values in self.resources.items():
             if not isinstance(values, dict) or not all(isinstance(v, (str, int)) for v in values.values()):
                 raise ValueError(f"serving resources.{part} {values!r}: expected e.g. {{'cpu': '1', 'memory': '2Gi'}}")
+        cpu_threads(self.resources)  # a CPU quantity that does not parse fails here, not in the pod
+
+
+def cpu_threads(resources: dict[str, dict[str, str]]) -> int:
+    """Torch threads for the container: its whole CPUs (limit, else request), at least 1.
+
+    torch would otherwise start one thread per core of the node, far more than a pod may use.
+    """
+    for part in ("limits", "requests"):
+        cpu = str(resources.get(part, {}).get("cpu", "")).strip()
+        if cpu:
+            try:
+                cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+            except ValueError as exc:
+                raise ValueError(f"serving resources.{part}.cpu {cpu!r}: expected e.g. '2' or '1500m'") from exc
+            return max(1, int(cores))
+    return 1
 
 
 def inference_service(spec: ServiceSpec, *, update: bool = False) -> dict[str, Any]:
     """The InferenceService manifest (``update``: with the canary traffic share)."""
     args = ["--model", spec.model_uri, *(["--version", spec.model_version] if spec.model_version else []),
-            "--name", spec.endpoint_name, "--port", str(PORT)]
+            "--name", spec.endpoint_name, "--port", str(PORT), "--threads", str(cpu_threads(spec.resources))]
     container = {
         "name": CONTAINER, "image": spec.image, "command": ["mer", "serve"], "args": args,
         "ports": [{"containerPort": PORT, "protocol": "TCP"}],

@@ -264,7 +264,7 @@ def validate_v1(predictor: Predictor) -> Callable[[Any], None]:
 
 def serve(model: str, *, version: str | int | None = None, fold: str = "ensemble", name: str = "mer",
           host: str = "0.0.0.0", port: int = 8080, grpc_port: int = 0, device: str = "cpu",
-          absent: str = "auto", limits: Limits | None = None) -> None:
+          absent: str = "auto", limits: Limits | None = None, threads: int = 0) -> None:
     """Load ``model`` and serve it until interrupted.
 
     Args:
@@ -278,11 +278,17 @@ def serve(model: str, *, version: str | int | None = None, fold: str = "ensemble
         device: ``cpu``, ``cuda`` or ``auto``.
         absent: absent-modality policy (``auto`` = as trained).
         limits: request size limits.
+        threads: torch CPU threads (0 = torch's default, the machine's cores; in a pod set it to the
+            CPU limit, or the threads outnumber the cores the pod may use).
 
     Raises:
         PredictionError: the model cannot be loaded.
     """
     limits = limits or Limits()
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
     mer_model = MerModel(name, lambda: Predictor.load(model, version=version, fold=fold, device=device,
                                                       absent=absent, limits=limits))
     mer_model.load()
