@@ -13,6 +13,9 @@ does not reveal the true length of the data that was removed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -151,50 +154,65 @@ class EmbeddingCache:
 
     An embedding is valid only for the padded length it was computed at, because the reference
     LSTM and max-pool run over the pads (encoders with ``masked_maxpool`` use key 0: their output
-    ignores padding).  V and L are stored at a fixed padded length, so after one epoch they always
-    hit; A, padded to each batch's maximum, mostly misses and is recomputed.  Tensors are kept
-    outside ``state_dict`` and dropped by :meth:`clear`.
+    ignores padding).  V and L are stored at a fixed padded length, so they always hit once seen.
+    A is padded to each batch's maximum, which for a batch of 128 IEMOCAP utterances is the
+    corpus maximum (150 frames) about four times in five: each encoder keeps one table per padded
+    length, at most :attr:`max_lengths` of them (least recently used dropped first) plus the
+    tables filled by :func:`prefill_teacher_cache`, which are pinned.  Tensors are kept outside
+    ``state_dict`` and dropped by :meth:`clear`.
     """
 
+    #: unpinned padded lengths kept per encoder (each table is [store rows, emb], ~2.8 MB on IEMOCAP)
+    max_lengths = 2
+
     def __init__(self) -> None:
-        self._emb: dict[str, torch.Tensor] = {}
-        self._key: dict[str, torch.Tensor] = {}
+        self._tables: dict[str, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._pinned: set[tuple[str, int]] = set()
         self._zero: dict[tuple[str, int], torch.Tensor] = {}
         self.hits = 0
         self.misses = 0
 
     def clear(self) -> None:
         """Forget everything (a new teacher, or another feature store)."""
-        self._emb.clear()
-        self._key.clear()
+        self._tables.clear()
+        self._pinned.clear()
         self._zero.clear()
         self.hits = self.misses = 0
 
-    def _table(self, name: str, rows: int, dim: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb, key = self._emb.get(name), self._key.get(name)
-        if emb is None or emb.device != like.device or emb.shape[1] != dim:
-            emb = like.new_zeros(0, dim)
-            key = torch.zeros(0, dtype=torch.long, device=like.device)
+    def pin(self) -> None:
+        """Keep every table filled so far for the rest of training (see :func:`prefill_teacher_cache`)."""
+        self._pinned.update((name, padded) for name, tables in self._tables.items() for padded in tables)
+
+    def _table(self, name: str, padded: int, rows: int, dim: int, like: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        tables = self._tables.setdefault(name, {})
+        hit = tables.pop(padded, None)  # re-inserted last: dict order is the LRU order
+        if hit is None or hit[0].device != like.device or hit[0].shape[1] != dim:
+            hit = (like.new_zeros(0, dim), torch.zeros(0, dtype=torch.bool, device=like.device))
+        emb, valid = hit
         if emb.shape[0] < rows:
             grow = max(rows, int(emb.shape[0] * 1.5) + 64)
             emb = torch.cat([emb, like.new_zeros(grow - emb.shape[0], dim)])
-            key = torch.cat([key, key.new_full((grow - key.shape[0],), -1)])
-        self._emb[name], self._key[name] = emb, key
-        return emb, key
+            valid = torch.cat([valid, valid.new_zeros(grow - valid.shape[0])])
+        tables[padded] = (emb, valid)
+        loose = [p for p in tables if (name, p) not in self._pinned]
+        for p in loose[:max(0, len(loose) - self.max_lengths)]:
+            del tables[p]
+        return emb, valid
 
     @torch.no_grad()
     def embed(self, name: str, enc: nn.Module, x: torch.Tensor, lengths: torch.Tensor,
               index: torch.Tensor) -> torch.Tensor:
         """``enc(x)`` [n, emb] for the rows ``index`` [n] of the store, computing only the misses."""
         padded = 0 if uses_lengths(enc) else int(x.shape[1])
-        emb, key = self._table(name, int(index.max()) + 1, int(enc.output_dim), x)
-        miss = (key[index] != padded).nonzero().squeeze(1)
+        emb, valid = self._table(name, padded, int(index.max()) + 1, int(enc.output_dim), x)
+        miss = (~valid[index]).nonzero().squeeze(1)
         self.misses += int(miss.numel())
         self.hits += int(index.numel() - miss.numel())
         if miss.numel():
             rows = index[miss]
             emb[rows] = enc(x[miss], lengths[miss]).to(emb.dtype)
-            key[rows] = padded
+            valid[rows] = True
         return emb[index]
 
     @torch.no_grad()
@@ -208,3 +226,29 @@ class EmbeddingCache:
             hit = enc(like.new_zeros(1, like.shape[1], like.shape[2]), lengths if masked else None)
             self._zero[k] = hit
         return hit
+
+
+@torch.no_grad()
+def prefill_teacher_cache(model: nn.Module, batches: Iterable[Any]) -> int:
+    """Fill a stage-2 model's teacher cache for every utterance of ``batches`` before training.
+
+    ``batches`` are full-modality batches of the training split padded to the split's longest
+    sequences (``FoldData.loader(..., pad_to_split_max=True)``), the padded length that most
+    training batches have, so the frozen teacher's targets hit the cache from the first step
+    instead of after a warm-up epoch.  Exact: each row's embedding depends only on its own input
+    and padded length, whatever the batch.  The filled tables are pinned.
+
+    Returns:
+        The number of utterances seen (0 when the model has no teacher cache to fill).
+    """
+    cfg = getattr(model, "cfg", None)
+    cache = getattr(model, "cache", None)
+    if not isinstance(cache, EmbeddingCache) or cfg is None or not cfg.model_params.teacher_cache:
+        return 0
+    fill = getattr(model, "targets", None) or (lambda b: model.teacher_targets(b, full=True))
+    seen = 0
+    for batch in batches:
+        fill(batch)
+        seen += len(batch)
+    cache.pin()
+    return seen
