@@ -275,7 +275,7 @@ def test_curriculum_levels_and_mixture_unlocking() -> None:
     ({"schedule": "cosine"}, "unknown beta schedule 'cosine'"),
     ({"beta_start": 0.6}, "noise.beta_start: 0.6 is above noise.beta_end 0.5"),
 ])
-def test_bad_recipes_are_rejected(change: dict, message: str) -> None:
+def test_bad_noise_settings_are_rejected(change: dict, message: str) -> None:
     cfg = dataclasses.replace(NoiseConfig(), **change)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         NoiseInjector(cfg)
@@ -285,7 +285,7 @@ def test_bad_steps_override_and_missing_modality() -> None:
     with pytest.raises(ConfigError, match="T must be an integer >= 1, got 0"):
         NoiseInjector(NoiseConfig(), steps=0)
     check_noise_config(NoiseConfig(), steps=20)
-    with pytest.raises(ConfigError, match="corrupts modality 'v' but feature set X has no 'v' data"):
+    with pytest.raises(ConfigError, match="corrupt modality 'v' but feature set X has no 'v' data"):
         check_modalities_present(NoiseConfig(), ["a", "l"], "feature set X")
 
 
@@ -302,7 +302,7 @@ def test_cli_writes_noisy_copy_and_leaves_source_unchanged(tiny_data: Path, tmp_
     assert {p: p.read_bytes() for p in tiny_data.rglob("*") if p.is_file()} == src_files
     meta = read_metadata(out)
     assert meta["source"]["fingerprint"] == before and meta["fingerprint"] == fingerprint(out) != before
-    assert meta["noise"]["recipe"]["steps"] == 40 and meta["noise"]["recipe"]["seed"] == 3
+    assert meta["noise"]["settings"]["steps"] == 40 and meta["noise"]["settings"]["seed"] == 3
     assert meta["noise"]["conditions"] == ["a", "al"]
     # conditions a / al: v always corrupted, l only under "a", a never
     table = pd.read_csv(out / "noise_conditions.csv")
@@ -354,7 +354,7 @@ def test_cli_errors(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     shutil.copytree(tiny_data, no_v)
     shutil.rmtree(no_v / "V")
     assert main(["noise", "--data", str(no_v), "--out", str(tmp_path / "y"), "--modalities", "a,v"]) == 2
-    assert "corrupts modality 'v'" in capsys.readouterr().err
+    assert "corrupt modality 'v'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -365,4 +365,31 @@ def test_h5_copy_has_same_utterances(tiny_data: Path, tmp_path: Path) -> None:
         assert sorted(s) == sorted(d)
         shorter = [k for k in s if d[k].shape[0] < s[k].shape[0]]
         assert len(shorter) == len(s)  # every utterance lost frames (rate 0.3 of >= 5 tokens)
-    assert json.loads((out / "featureset.json").read_text())["noise"]["recipe"]["type"] == "frame_drop"
+    assert json.loads((out / "featureset.json").read_text())["noise"]["settings"]["type"] == "frame_drop"
+
+
+# ------------------------------------------------------------------------------- the noise-type table
+
+
+def test_config_cli_and_corruptions_read_the_one_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from mer_lib.noise.corruptions import function_of
+    from mer_lib.noise.table import NOISE_TABLE, NOISE_TYPES
+
+    field = next(f for f in dataclasses.fields(NoiseConfig) if f.name == "type")
+    assert tuple(field.metadata["choices"]) == NOISE_TYPES == tuple(NOISE_TABLE)
+    for name, row in NOISE_TABLE.items():
+        if row.kind != "mixture":
+            assert callable(function_of(name))
+    with pytest.raises(SystemExit):
+        main(["noise", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in NOISE_TYPES)
+
+
+def test_a_type_of_unknown_kind_is_refused_not_trained_as_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mer_lib.noise import table
+
+    monkeypatch.setitem(table.NOISE_TABLE, "gaussian", table.NoiseType("new_kind", "gaussian_eps", "a new type"))
+    batch = collate(make_items(4), [[1, 0, 1]] * 4)
+    with pytest.raises(ValueError, match="cannot apply kind 'new_kind'"):
+        NoiseInjector(NoiseConfig(modalities=["v"])).apply(batch, epoch=0, train=True)

@@ -1,9 +1,9 @@
 """``mer noise``: write a noisy copy of a feature set (the source is never modified).
 
-Without ``--conditions`` the recipe's modalities (``--modalities``, default a,v,l) of every
+Without ``--conditions`` the noise settings' modalities (``--modalities``, default a,v,l) of every
 utterance are corrupted; with ``--conditions a,al`` each utterance gets one of the listed
 kept-modality conditions and its other modalities are corrupted (see ``mer_lib.noise.noisy_copy``).
-The recipe starts from the ``noise`` section of ``--config`` (or the defaults), then ``--set``
+The noise settings start from the ``noise`` section of ``--config`` (or the defaults), then ``--set``
 overrides, then the explicit flags.
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from mer_lib.noise.table import NOISE_TYPES, describe
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``noise`` command."""
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="source feature-set directory or gs:// URI")
     p.add_argument("--out", required=True, help="destination directory or gs:// URI (must not exist)")
-    p.add_argument("--type", help="gaussian, impulse, zeros, frame_drop, burst or mixture")
+    p.add_argument("--type", metavar="TYPE", help=f"noise type, one of {', '.join(NOISE_TYPES)} ({describe()})")
     p.add_argument("--level", type=float, help="noise level in [0, 1]: share of the T steps t is drawn from "
                                                 "(and scale of --drop-rate)")
     p.add_argument("--steps", type=int, help="T, the number of diffusion steps (noise intensity; 100 published)")
@@ -31,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "(e.g. a,al or 'missing' for all six)")
     p.add_argument("--seed", type=int, help="noise seed (same seed -> identical files)")
     p.add_argument("--norm-fold", type=int, help="fold whose train statistics normalise A (default: first)")
-    p.add_argument("--config", help="experiment YAML whose noise section is the base recipe")
+    p.add_argument("--config", help="experiment YAML whose noise section is the base noise settings")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. noise.impulse_freq=0.2 (repeatable)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -43,7 +45,7 @@ def _csv(text: str | None) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the recipe and write the noisy copy."""
+    """Build the noise settings and write the noisy copy."""
     from mer_lib.conditions import parse_conditions
     from mer_lib.config import load_config
     from mer_lib.noise.noisy_copy import write_noisy_featureset
@@ -58,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
                                   overwrite=args.overwrite)
     noise = meta["noise"]
     print(f"wrote {args.out}: {noise['corrupted_items']} corrupted (utterance, modality) items, "
-          f"type {cfg.type}, T={noise['recipe']['steps']}, seed {noise['recipe']['seed']}, "
+          f"type {cfg.type}, T={noise['settings']['steps']}, seed {noise['settings']['seed']}, "
           f"fingerprint {meta['fingerprint'][:12]} (source {meta['source']['fingerprint'][:12]})")
     return 0

@@ -1,13 +1,27 @@
-"""The NMER noise library: beta schedules, noise types, the schedule over training, the batch injector
-and noisy copies of feature sets."""
+"""The NMER noise library: the table of noise types, beta schedules, the schedule over training, the
+batch injector and noisy copies of feature sets.
 
-from mer_lib.noise.corruptions import ADDITIVE_TYPES, NOISE_TYPES, STRUCTURAL_TYPES, corrupt_sequence
-from mer_lib.noise.curriculum import NoiseCurriculum, check_modalities_present, check_noise_config
-from mer_lib.noise.injector import Corruption, NoiseInjector, condition_key, derive_seed
-from mer_lib.noise.schedules import SCHEDULES, DiffusionSchedule, beta_schedule
+The public names load on first use (PEP 562), so the torch-free :mod:`mer_lib.noise.table` can be
+read by the config leaf without importing torch or the modules that import the config.
+"""
 
-__all__ = [
-    "ADDITIVE_TYPES", "NOISE_TYPES", "SCHEDULES", "STRUCTURAL_TYPES", "Corruption", "DiffusionSchedule",
-    "NoiseCurriculum", "NoiseInjector", "beta_schedule", "check_modalities_present", "check_noise_config",
-    "condition_key", "corrupt_sequence", "derive_seed",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "ADDITIVE_TYPES": "corruptions", "corrupt_sequence": "corruptions",
+    "NOISE_TABLE": "table", "NOISE_TYPES": "table", "NoiseType": "table",
+    "NoiseCurriculum": "curriculum", "check_modalities_present": "curriculum", "check_noise_config": "curriculum",
+    "Corruption": "injector", "NoiseInjector": "injector", "condition_key": "injector", "derive_seed": "injector",
+    "SCHEDULES": "schedules", "DiffusionSchedule": "schedules", "beta_schedule": "schedules",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)

@@ -1,6 +1,7 @@
-"""The noise recipe's validation and its schedule over training ("the scheduler adjusts type and level").
+"""The noise settings' validation and its schedule over training ("the scheduler adjusts type and level").
 
-Published NMER keeps the noise recipe constant over epochs: the "level" is only the random step t.
+Published NMER keeps the noise settings constant over epochs (the strength varies only through the
+random step t).
 ``curriculum: linear`` is an option that ramps the level from ``curriculum_start * level`` at epoch 0
 to ``level`` at epoch ``curriculum_epochs`` (0-based epochs, as the training engine passes them), and,
 for a mixture, unlocks the listed types in order (list them mildest first): at relative level r the
@@ -14,8 +15,8 @@ from collections.abc import Iterable
 
 from mer_lib.conditions import MODALITIES
 from mer_lib.config import ConfigError, NoiseConfig
-from mer_lib.noise.corruptions import NOISE_TYPES
 from mer_lib.noise.schedules import SCHEDULES
+from mer_lib.noise.table import CONCRETE_TYPES, NOISE_TYPES
 
 CURRICULA: tuple[str, ...] = ("constant", "linear")
 
@@ -26,10 +27,10 @@ def _in_unit(name: str, value: float) -> None:
 
 
 def check_noise_config(cfg: NoiseConfig, *, steps: int | None = None) -> None:
-    """Validate a noise recipe (also when it was built in code rather than loaded from YAML).
+    """Validate the noise settings (also when it was built in code rather than loaded from YAML).
 
     Args:
-        cfg: the recipe.
+        cfg: the noise settings.
         steps: a T that overrides ``cfg.steps``.
 
     Raises:
@@ -57,9 +58,9 @@ def check_noise_config(cfg: NoiseConfig, *, steps: int | None = None) -> None:
         if not cfg.mixture:
             raise ConfigError("noise.mixture: a mixture needs at least one noise type")
         for kind in cfg.mixture:
-            if kind not in NOISE_TYPES or kind == "mixture":
+            if kind not in CONCRETE_TYPES:
                 raise ConfigError(f"noise.mixture: unknown noise type {kind!r}; expected some of "
-                                  f"{', '.join(NOISE_TYPES[:-1])}")
+                                  f"{', '.join(CONCRETE_TYPES)}")
     if not cfg.modalities:
         raise ConfigError("noise.modalities: name at least one modality to corrupt")
     for m in cfg.modalities:
@@ -68,7 +69,7 @@ def check_noise_config(cfg: NoiseConfig, *, steps: int | None = None) -> None:
 
 
 def check_modalities_present(cfg: NoiseConfig, available: Iterable[str], where: str) -> None:
-    """Refuse a recipe that corrupts a modality the data does not have.
+    """Refuse noise settings that corrupt a modality the data does not have.
 
     Raises:
         ConfigError: naming the modality and ``where`` (the feature set).
@@ -76,7 +77,7 @@ def check_modalities_present(cfg: NoiseConfig, available: Iterable[str], where: 
     have = set(available)
     for m in cfg.modalities:
         if m not in have:
-            raise ConfigError(f"noise.modalities: the recipe corrupts modality {m!r} but {where} has no "
+            raise ConfigError(f"noise.modalities: the noise settings corrupt modality {m!r} but {where} has no "
                               f"{m!r} data (it has: {', '.join(sorted(have)) or 'none'})")
 
 

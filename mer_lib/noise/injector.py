@@ -1,6 +1,6 @@
 """Corrupt the missing modalities of a batch: the NMER noise scheduler as a ``Batch -> Batch`` transform.
 
-Every modality whose mask is 0 (and which the recipe lists in ``noise.modalities``) is replaced by
+Every modality whose mask is 0 (and which the noise settings list in ``noise.modalities``) is replaced by
 its corrupted version and marked available (mask 1): the model then sees noisy input where the
 zero-filled protocol would show zeros, which is NMER's protocol for training and for evaluating any
 model under noise.
@@ -29,9 +29,10 @@ import torch
 from mer_lib.conditions import MODALITIES
 from mer_lib.config import ConfigError, NoiseConfig
 from mer_lib.data.dataset import Batch
-from mer_lib.noise.corruptions import ADDITIVE_TYPES, corrupt_sequence, draw_eps, drop_frames, zero_bursts
+from mer_lib.noise.corruptions import corrupt_sequence, draw_eps, function_of
 from mer_lib.noise.curriculum import NoiseCurriculum, check_noise_config
 from mer_lib.noise.schedules import DiffusionSchedule
+from mer_lib.noise.table import kind_of
 
 
 def derive_seed(*parts: object) -> int:
@@ -59,12 +60,12 @@ class NoiseInjector:
     """Replaces the missing modalities of a batch with noise (see the module docstring).
 
     Args:
-        cfg: the noise recipe.
+        cfg: the noise settings (the ``noise`` config section).
         steps: T, overriding ``cfg.steps`` (the noise-intensity axis, e.g. 20..100).
         seed: overrides ``cfg.seed``.
 
     Raises:
-        ConfigError: an invalid recipe (unknown type, level out of range, T < 1, unknown modality).
+        ConfigError: invalid settings (unknown type, level out of range, T < 1, unknown modality).
     """
 
     def __init__(self, cfg: NoiseConfig, *, steps: int | None = None, seed: int | None = None) -> None:
@@ -136,18 +137,19 @@ class NoiseInjector:
         kinds = self.curriculum.kinds(epoch)
         kind = kinds[int(torch.randint(len(kinds), (1,), generator=g))] if len(kinds) > 1 else kinds[0]
         t = int(torch.randint(self.schedule.max_step(self.curriculum.level(epoch)), (1,), generator=g))
-        extent = seq.shape[0] if (self.cfg.noise_pads and kind in ADDITIVE_TYPES) else min(length, seq.shape[0])
+        additive = kind_of(kind) == "additive"
+        extent = seq.shape[0] if (self.cfg.noise_pads and additive) else min(length, seq.shape[0])
         z = corrupt_sequence(seq[:extent], kind, t=t, schedule=self.schedule, rate=self._rate(epoch),
                              impulse_freq=self.cfg.impulse_freq, burst_len=self.cfg.burst_len, generator=g)
         row = seq.clone()
         row[:extent] = 0
         row[:z.shape[0]] = z
-        return Corruption(seq=row, length=z.shape[0] if kind == "frame_drop" else length, kind=kind, t=t)
+        return Corruption(seq=row, length=z.shape[0] if kind_of(kind) == "frames" else length, kind=kind, t=t)
 
     # -------------------------------------------------------------------------------- internals
 
     def _rate(self, epoch: int | None) -> float:
-        """Share of frames hit by frame_drop / burst at ``epoch``."""
+        """Share of frames hit by the ``frames`` noise types (frame_drop, burst) at ``epoch``."""
         return self.cfg.drop_rate * self.curriculum.level(epoch)
 
     @staticmethod
@@ -181,7 +183,8 @@ class NoiseInjector:
         for kind in dict.fromkeys(row_kinds):
             sel = [r for r, k in enumerate(row_kinds) if k == kind]
             idx = torch.tensor([rows[r] for r in sel], dtype=torch.long)
-            if kind in ADDITIVE_TYPES:
+            how = kind_of(kind)
+            if how == "additive":
                 gd = torch.Generator(device=x.device).manual_seed(derive_seed(seed, kind))
                 xs = x[idx.to(x.device)]
                 eps = draw_eps(kind, tuple(xs.shape), impulse_freq=self.cfg.impulse_freq, generator=gd,
@@ -191,15 +194,18 @@ class NoiseInjector:
                     frames = torch.arange(xs.shape[1])[None, :] < lengths[idx][:, None]
                     noisy = torch.where(frames.to(x.device)[..., None], noisy, xs)
                 y[idx.to(x.device)] = noisy
-            elif kind == "zeros":
-                y[idx.to(x.device)] = 0
-            else:
+            elif how == "erase":
+                xs = x[idx.to(x.device)]
+                y[idx.to(x.device)] = function_of(kind)(xs)
+            elif how == "frames":
+                fn = function_of(kind)
                 for r, i in zip(sel, idx.tolist(), strict=True):
                     n = min(int(lengths[i]), x.shape[1])
-                    z = x[i, :n].detach().cpu()
-                    z = drop_frames(z, self.cfg.drop_rate * level, g) if kind == "frame_drop" else \
-                        zero_bursts(z, self.cfg.drop_rate * level, self.cfg.burst_len, g)
+                    z = fn(x[i, :n].detach().cpu(), rate=self.cfg.drop_rate * level, burst_len=self.cfg.burst_len,
+                           generator=g)
                     y[i, :n] = 0
                     y[i, :z.shape[0]] = z.to(y.device, y.dtype)
-                    new_len[r] = z.shape[0] if kind == "frame_drop" else new_len[r]
+                    new_len[r] = z.shape[0]
+            else:  # a new kind must say how it is applied, not fall through to another type's behaviour
+                raise ValueError(f"noise type {kind!r}: the injector cannot apply kind {how!r}")
         return y, new_len

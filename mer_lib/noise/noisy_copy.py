@@ -1,9 +1,9 @@
 """Write a noisy copy of a feature set (same layout), never touching the source.
 
 Which modalities of which utterance are corrupted:
-- without ``conditions``: the recipe's ``noise.modalities`` of **every** utterance;
+- without ``conditions``: the settings' ``noise.modalities`` of **every** utterance;
 - with ``conditions`` (kept-modality names such as ``a,al``): each utterance is assigned one of them
-  (uniformly, from a hash of the seed and its id), and the recipe's modalities that this condition
+  (uniformly, from a hash of the seed and its id), and the settings' modalities that this condition
   does not keep are corrupted.  ``noise_conditions.csv`` lists, per corrupted (utterance, modality),
   the condition, the noise type and t.
 
@@ -16,7 +16,7 @@ and written back in raw scale; the source's statistics file is copied unchanged 
 that fold normalises the noisy A back to exactly what was corrupted.  ``frame_drop`` shortens a
 sequence; the in-file zero padding of V and L (the released features are padded) follows the
 remaining frames.  Folds, statistics and ``manifest.csv`` are copied; ``featureset.json`` records
-the recipe, the source URI and the source fingerprint.
+the noise settings (key ``settings``), the source URI and the source fingerprint.
 """
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ from mer_lib.data.featureset import (
     write_metadata,
     write_modality,
 )
-from mer_lib.noise.corruptions import ADDITIVE_TYPES
 from mer_lib.noise.curriculum import check_modalities_present
 from mer_lib.noise.injector import NoiseInjector, derive_seed
+from mer_lib.noise.table import kind_of
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def write_noisy_featureset(data: str, out: str, cfg: NoiseConfig, *, steps: int 
     Args:
         data: source feature-set directory or gs:// URI (never modified).
         out: destination (must not exist or be empty unless ``overwrite``).
-        cfg: the noise recipe.
+        cfg: the noise settings (the ``noise`` config section).
         steps: T, overriding ``cfg.steps``.
         seed: overrides ``cfg.seed``.
         conditions: kept-modality conditions to assign per utterance (None = corrupt every utterance).
@@ -92,7 +92,7 @@ def write_noisy_featureset(data: str, out: str, cfg: NoiseConfig, *, steps: int 
         The metadata written to ``out/featureset.json``.
 
     Raises:
-        ConfigError: invalid recipe, or it corrupts a modality the data lacks.
+        ConfigError: invalid settings, or they corrupt a modality the data lacks.
         FeatureSetError: malformed source.
         FileExistsError: ``out`` exists and ``overwrite`` is false.
     """
@@ -129,11 +129,11 @@ def write_noisy_featureset(data: str, out: str, cfg: NoiseConfig, *, steps: int 
             _copy(root / MANIFEST, tmp / MANIFEST)
         pd.DataFrame(records, columns=["id", "condition", "modality", "kind", "t"]).to_csv(
             tmp / CONDITIONS_FILE, index=False)
-        recipe = {**dataclasses.asdict(cfg), "steps": injector.steps, "seed": injector.seed}
+        settings = {**dataclasses.asdict(cfg), "steps": injector.steps, "seed": injector.seed}
         extra = {k: v for k, v in src_meta.items() if k not in _OWN_KEYS}
         uri = str(data) if storage.is_gcs(data) else str(Path(data).resolve())
         extra["source"] = {"uri": uri, "fingerprint": src_fp, "noise": src_meta.get("noise")}
-        extra["noise"] = {"recipe": recipe, "conditions": conditions, "norm_fold": fold,
+        extra["noise"] = {"settings": settings, "conditions": conditions, "norm_fold": fold,
                           "corrupted_items": len(records), "conditions_file": CONDITIONS_FILE}
         meta = write_metadata(tmp, spec, label_names=label_names_for(root), extra=extra)
     log.info("wrote %s: %d corrupted (utterance, modality) items, T=%d, type %s", out, len(records),
@@ -162,8 +162,8 @@ def _noisy_items(store: FeatureStore, m: str, plan: dict[str, tuple[str, list[st
         z = (raw - mean) * inv_std if m == "a" else raw
         c = injector.corrupt_one(torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)), n, uid, cond, m)
         # rows [:end] were corrupted; lost frames (frame_drop) shorten the sequence, the rest is copied
-        end = len(raw) if (injector.cfg.noise_pads and c.kind in ADDITIVE_TYPES) else n
-        head = c.seq.numpy()[:c.length if c.kind == "frame_drop" else end]
+        end = len(raw) if (injector.cfg.noise_pads and kind_of(c.kind) == "additive") else n
+        head = c.seq.numpy()[:c.length if kind_of(c.kind) == "frames" else end]
         if m == "a":
             head = head * std + mean
         seq = np.concatenate([head, raw[end:]])
