@@ -11,7 +11,9 @@ generated voice) and its transcript per instance.
 
 Requests are sent one at a time from this process (the client shares the machine with the server;
 bodies are serialised before the clock starts, responses are parsed inside it). Latency is the
-client-side round trip of one request.
+client-side round trip of one request; ``server_predict_p50_ms`` is the server's own share (from
+kserve's per-request latency log: checks, raw-media extraction and the batched forward pass, without
+HTTP and JSON).
 
 Usage::
 
@@ -25,6 +27,7 @@ import base64
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -68,28 +71,12 @@ def measure(url: str, body: bytes, repeats: int) -> dict:
             "p95_ms": round(float(np.percentile(lat, 95)) * 1000, 1)}
 
 
-def in_process(model: Path, make: Callable[[int], list[dict]], repeats: int) -> list[dict]:
-    """The same requests straight into :class:`~mer_lib.serving.Predictor` (no HTTP, no JSON): the
-    server's own share of the round trip (parse + checks + batched forward pass)."""
-    from mer_lib.serving import Predictor
-
-    predictor = Predictor.load(str(model), warm_up=False)
-    rows = []
-    for n in (1, 32):
-        instances = make(n)
-        predictor.predict_instances(instances)  # warm-up
-        reps = repeats if n == 1 else max(1, repeats // 4)
-        lat = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            predictor.predict_instances(instances)
-            lat.append(time.perf_counter() - t0)
-        rows.append({"input": "features, in-process Predictor (no HTTP/JSON)", "instances": n, "requests": reps,
-                     "requests_per_s": round(reps / sum(lat), 2), "instances_per_s": round(reps * n / sum(lat), 1),
-                     "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
-                     "p95_ms": round(float(np.percentile(lat, 95)) * 1000, 1)})
-        print(json.dumps(rows[-1]), flush=True)
-    return rows
+def server_predict_ms(log: Path, skip: int) -> list[float]:
+    """``predict_ms`` of kserve's per-request latency log lines after the first ``skip`` ones: the
+    server's own time per request (checks, raw-media extraction, batched forward pass), without HTTP
+    and JSON decoding/encoding."""
+    found = re.findall(r"predict_ms: ([0-9.]+)", log.read_text(errors="replace"))
+    return [float(x) for x in found[skip:]]
 
 
 def feature_instances(n: int, dims: dict[str, int], seed: int = 0) -> list[dict]:
@@ -115,10 +102,14 @@ def bench(model: Path, work: Path, label: str, make: Callable[[int], list[dict]]
           limits: list[str]) -> list[dict]:
     """Serve ``model`` and time 1- and 32-instance requests."""
     rows = []
-    with running_server(model, work / f"{label}.log", *limits) as url:
+    log = work / f"{label.split()[0]}.log"
+    with running_server(model, log, *limits) as url:
         for n in (1, 32):
             body = json.dumps({"instances": make(n)}).encode()
+            before = len(server_predict_ms(log, 0)) + 1  # + the warm-up request
             row = measure(url, body, repeats if n == 1 else max(1, repeats // 4))
+            own = server_predict_ms(log, before)
+            row["server_predict_p50_ms"] = round(float(np.percentile(own, 50)), 1) if own else None
             rows.append({"input": label, **row})
             print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -149,7 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         dims = {"a": 130, "v": 342, "l": 1024}
         rows += bench(work / "run", work, "features (avl, paper dims)", lambda n: feature_instances(n, dims),
                       args.repeats, limits)
-        rows += in_process(work / "run", lambda n: feature_instances(n, dims), args.repeats)
         if not args.skip_raw:
             build_real_featureset(work / "real_fs")
             train("utt_fusion", str(work / "real_fs"), str(work / "real_run"), folds="1", epochs=1, progress=False,
