@@ -8,17 +8,22 @@ from components import MER_IMAGE
 
 @dsl.component(base_image=MER_IMAGE, install_kfp_package=False)
 def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], baseline_eval: Input[Artifact],
-                   registry_uri: str, model_name: str, promotion_margin: float, comparison: Output[Artifact],
+                   baseline_dropout_eval: Input[Artifact],
+                   registry_uri: str, model_name: str, promotion_margin: float, require_beat_baseline: bool,
+                   comparison: Output[Artifact],
                    report_md: Output[Markdown], report_html: Output[HTML]) -> str:
     """Put the models side by side and decide whether the best robust model should be registered.
 
     Args:
         ifmmin_eval: IF-MMIN evaluation directory.
         nmer_eval: NMER evaluation directory.
-        baseline_eval: baseline evaluation directory (reference row; never registered).
+        baseline_eval: zero-filled baseline evaluation directory (utt_fusion trained on full modality).
+        baseline_dropout_eval: modality-dropout baseline evaluation directory (utt_fusion_dropout). Baselines are
+            never registered; the stronger of the two gates the promotion.
         registry_uri: registry root; empty = a fresh registry (no champion).
         model_name: registry name.
         promotion_margin: the challenger must beat the champion's primary metric by more than this.
+        require_beat_baseline: it must also beat the best baseline of this run by more than the margin.
         comparison: the comparison directory (tables, ``metrics.json``, ``decision.json``, reports).
         report_md: the Markdown comparison report.
         report_html: the HTML comparison report.
@@ -33,10 +38,12 @@ def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], bas
     from mer_lib.evaluation.api import compare_runs
     from mer_lib.pipeline.promotion import registration_decision
 
-    names = ["ifmmin", "nmer", "baseline"]
-    doc = compare_runs([ifmmin_eval.path, nmer_eval.path, baseline_eval.path], comparison.path, names=names)
+    names = ["ifmmin", "nmer", "baseline", "baseline_dropout"]
+    doc = compare_runs([ifmmin_eval.path, nmer_eval.path, baseline_eval.path, baseline_dropout_eval.path],
+                       comparison.path, names=names)
     decision = registration_decision(registry_uri, model_name, doc, candidates=["ifmmin", "nmer"],
-                                     margin=promotion_margin, reference="baseline")
+                                     margin=promotion_margin, baselines=["baseline", "baseline_dropout"],
+                                     require_beat_baseline=require_beat_baseline)
     with open(f"{comparison.path}/decision.json", "w") as fh:
         json.dump(decision.to_dict(), fh, indent=2)
     shutil.copyfile(f"{comparison.path}/report.md", report_md.path)

@@ -13,6 +13,9 @@ MISSING_CONDITIONS: tuple[str, ...] = ("a", "v", "l", "av", "al", "vl")
 #: Full modality, evaluated as a 7th condition and never pooled into the "average".
 FULL_CONDITION = "avl"
 ALL_CONDITIONS: tuple[str, ...] = MISSING_CONDITIONS + (FULL_CONDITION,)
+#: What a model trains on: full modality (stage 1), one of the six missing conditions per sample
+#: per epoch (stage 2, the reference), or one of the six or full modality (modality dropout).
+TRAIN_CONDITIONS: tuple[str, ...] = ("full", "random_missing", "random_missing_or_full")
 
 #: Reference-code names of the conditions (azz = audio kept, v and l zeroed, ...).
 REFERENCE_NAMES: dict[str, str] = {

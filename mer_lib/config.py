@@ -20,6 +20,11 @@ from typing import Any
 
 import yaml
 
+#: Every trainable model (``mer_lib.models.factory`` maps each to its class; a test keeps the two equal).
+#: Kept here, in a leaf without torch, so the CLI can offer the names without loading the models.
+MODEL_NAMES: tuple[str, ...] = ("utt_fusion", "utt_fusion_dropout", "utt_shared", "mmin", "ifmmin",
+                                "nmer_pretrain", "nmer")
+
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid (the message names key and source)."""
@@ -171,8 +176,7 @@ class EvalConfig:
 class ExperimentConfig:
     """One training recipe: model name plus all sections."""
 
-    model: str = _f("utt_fusion", choices=("utt_fusion", "utt_shared", "mmin", "ifmmin",
-                                            "nmer_pretrain", "nmer"))
+    model: str = _f("utt_fusion", choices=MODEL_NAMES)
     recipe: str = _f("faithful", help="free-form recipe label recorded with the model")
     data: DataConfig = field(default_factory=DataConfig)
     model_params: ModelConfig = field(default_factory=ModelConfig)

@@ -18,8 +18,8 @@ from pipelines.training import ALL_FOLDS, CHECKPOINT_MOUNT, STEP_RESOURCES, Pipe
 
 # One training component for every family: the tasks are numbered in TRAINED_FAMILIES order.
 GPU_EXECUTORS = ("exec-train-family", "exec-train-family-2")  # IF-MMIN, NMER
-CPU_TRAIN_EXECUTOR = "exec-train-family-3"  # the baseline
-TRAIN_TASKS = ("train-family", "train-family-2", "train-family-3")
+CPU_TRAIN_EXECUTOR = "exec-train-family-3"  # the zero-filled baseline (-4: the modality-dropout baseline)
+TRAIN_TASKS = ("train-family", "train-family-2", "train-family-3", "train-family-4")
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +84,11 @@ def test_gpu_steps_require_a_gpu_and_name_node_and_image(docs: tuple[dict, dict]
         env = spec["deploymentSpec"]["executors"][name]["container"]["env"]
         assert {"name": "MER_IMAGE", "value": MER_IMAGE_GPU} in env
     loop = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]
-    for task, family in zip(TRAIN_TASKS, ("ifmmin", "nmer", "baseline"), strict=True):
+    for task, family in zip(TRAIN_TASKS, ("ifmmin", "nmer", "baseline", "baseline_dropout"), strict=True):
         inputs = loop[task]["inputs"]["parameters"]
         assert inputs["family"] == {"runtimeValue": {"constant": family}}
         device = inputs["device"]
-        if family == "baseline":
+        if family.startswith("baseline"):
             assert device == {"runtimeValue": {"constant": "cpu"}}  # a CPU step never asks for cuda
         else:
             assert device == {"componentInputParameter": "pipelinechannel--device"}
@@ -109,7 +109,7 @@ def test_gpu_tasks_have_node_selector_and_toleration(docs: tuple[dict, dict]) ->
 def test_images_and_no_runtime_pip(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == 12
+    assert len(executors) == 16  # gate, data, noise, 4 train, 4 evaluate, compare, 2 register, 2 deploy
     assert MER_IMAGE_CPU != MER_IMAGE_GPU
     for name, ex in executors.items():
         assert ex["container"]["image"] == (MER_IMAGE_GPU if name in GPU_EXECUTORS else MER_IMAGE_CPU), name
@@ -145,7 +145,8 @@ def test_dag_edges_and_control_flow(docs: tuple[dict, dict]) -> None:
     assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--folds"}
     assert set(comps["comp-for-loop-2"]["dag"]["tasks"]) == set(TRAIN_TASKS)
     collected = {}
-    for ev in ("evaluate-model", "evaluate-model-2", "evaluate-model-3"):
+    evaluations = ("evaluate-model", "evaluate-model-2", "evaluate-model-3", "evaluate-model-4")
+    for ev in evaluations:
         assert inner[ev]["dependentTasks"] == ["for-loop-2", "noise-recipe", "prepare-data"]
         src = inner[ev]["inputs"]["artifacts"]["fold_models"]["taskOutputArtifact"]
         assert src["producerTask"] == "for-loop-2"  # dsl.Collected of the loop's per-fold models
@@ -153,7 +154,7 @@ def test_dag_edges_and_control_flow(docs: tuple[dict, dict]) -> None:
     assert sorted(collected.values()) == sorted(f"pipelinechannel--{t}-model" for t in TRAIN_TASKS)
     loop_out = comps["comp-for-loop-2"]["outputDefinitions"]["artifacts"]
     assert all(loop_out[k]["isArtifactList"] for k in collected.values())
-    assert inner["compare-models"]["dependentTasks"] == ["evaluate-model", "evaluate-model-2", "evaluate-model-3"]
+    assert inner["compare-models"]["dependentTasks"] == list(evaluations)  # both baselines are compared
     branches = comps[inner["condition-branches-3"]["componentRef"]["name"]]["dag"]["tasks"]
     conds = {t["triggerPolicy"]["condition"] for t in branches.values()}
     assert any("== 'nmer'" in c for c in conds) and any("== 'ifmmin'" in c for c in conds)
@@ -188,7 +189,7 @@ def test_run_id_placeholder_reaches_training_and_registration(docs: tuple[dict, 
 def test_parameters_have_defaults_and_descriptions(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert len(params) == 24
+    assert len(params) == 32
     for name, p in params.items():
         assert p.get("isOptional") is True and "defaultValue" in p, name
         assert len(p.get("description", "")) > 15, name

@@ -170,7 +170,7 @@ def test_deploy_step_is_compiled_into_the_package(tmp_path: Path) -> None:
     assert params["deploy"]["defaultValue"] is False
     assert params["serving_image"]["defaultValue"] == MER_IMAGE_CPU
     assert params["canary_traffic_percent"]["defaultValue"] == 100
-    assert params["serving_resources"]["defaultValue"] == SETTINGS["serving_resources"]
+    assert params["serving_resources"]["defaultValue"] == {}  # = DEFAULT_RESOURCES (compiles byte-identically)
     for name in ("deploy", "serving_image", "serving_name", "serving_namespace", "serving_resources",
                  "canary_traffic_percent", "serving_service_account"):
         assert len(params[name]["description"]) > 15, name

@@ -143,3 +143,68 @@ def test_cli_reports_bad_input_without_traceback(tiny_data: Path, tmp_path: Path
                  str(tmp_path / "x")])
     assert code == 2
     assert "fold(s) [12] not in the feature set" in capsys.readouterr().err
+
+
+def _leaking_copy(tiny_data: Path, dest: Path) -> tuple[Path, str]:
+    """A copy of the tiny set whose fold-1 training list also holds the first test utterance."""
+    import shutil
+
+    import numpy as np
+
+    shutil.copytree(tiny_data, dest)
+    d = dest / "target" / "1"
+    tst_ids = np.load(d / "tst_int2name.npy", allow_pickle=True)
+    tst_lab = np.load(d / "tst_label.npy")
+    np.save(d / "trn_int2name.npy", np.concatenate([np.load(d / "trn_int2name.npy", allow_pickle=True), tst_ids[:1]]))
+    np.save(d / "trn_label.npy", np.concatenate([np.load(d / "trn_label.npy"), tst_lab[:1]]))
+    first = tst_ids[0][0]
+    return dest, first.decode() if isinstance(first, bytes) else str(first)
+
+
+def test_leaking_fold_is_refused_unless_overridden(tiny_data: Path, tmp_path: Path) -> None:
+    from mer_lib.data.folds import FoldLeakError
+    from mer_lib.evaluation.api import evaluate_run
+
+    data, leaked = _leaking_copy(tiny_data, tmp_path / "leaky")
+    out = tmp_path / "run"
+    with pytest.raises(FoldLeakError, match=rf"fold 1: 1 utterance\(s\) in both trn and tst, first {leaked}") as exc:
+        train("utt_fusion", str(data), str(out), "1", epochs=1, overrides=FAST)
+    assert "speaker(s)" in str(exc.value) and "--allow-overlap" in str(exc.value)
+    assert not out.exists()  # refused before any work
+    train("utt_fusion", str(data), str(tmp_path / "clean"), "2", epochs=1, overrides=FAST)  # fold 2 is clean
+
+    summary = train("utt_fusion", str(data), str(out), "1", epochs=1, overrides=FAST, allow_overlap=True)
+    run = json.loads((out / "run.json").read_text())
+    assert run["allow_overlap"] is True and summary["fold_overlaps"] == run["fold_overlaps"]
+    assert any(leaked in p for p in run["fold_overlaps"])
+    with pytest.raises(FoldLeakError, match="fold 1"):
+        evaluate_run(str(out), str(data), None, str(tmp_path / "ev"))
+    doc = evaluate_run(str(out), str(data), None, str(tmp_path / "ev"), allow_overlap=True)
+    assert any(leaked in p for p in doc["fold_overlaps"]["utt_fusion"])
+    for report in ("report.md", "report.html"):
+        text = (tmp_path / "ev" / report).read_text()
+        assert "fold leakage (--allow-overlap), scores inflated" in text and leaked in text
+
+
+def test_modality_dropout_baseline_trains_on_missing_conditions(tiny_data: Path, tmp_path: Path) -> None:
+    from mer_lib.config import MODEL_NAMES
+    from mer_lib.data.dataset import FoldData
+    from mer_lib.data.featureset import FeatureStore
+    from mer_lib.models.factory import MODELS
+
+    assert tuple(MODELS) == MODEL_NAMES  # one list of model names, in one order
+    loader = FoldData(FeatureStore(tiny_data), 1).loader("trn", batch_size=1000, conditions="random_missing_or_full",
+                                                         shuffle=True, seed=3)
+    masks = torch.cat([b.mask for b in loader])
+    kinds = {tuple(int(x) for x in m) for m in masks.tolist()}
+    assert kinds == {(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, 1), (0, 1, 1), (1, 1, 1)}
+    summary = train("utt_fusion_dropout", str(tiny_data), str(tmp_path / "run"), "1", epochs=1, overrides=FAST)
+    assert summary["model"] == "utt_fusion_dropout" and summary["fold_results"]["1"]["average"] is not None
+    # selected on the pooled six missing conditions (what the robust models are compared on), not full modality
+    from mer_lib.conditions import MISSING_CONDITIONS
+    from mer_lib.config import load_config
+    from mer_lib.models.factory import build_model
+    from mer_lib.training.engine import selection_conditions
+
+    assert selection_conditions(build_model(load_config("utt_fusion_dropout"))) == list(MISSING_CONDITIONS)
+    assert selection_conditions(build_model(load_config("utt_fusion"))) == ["avl"]

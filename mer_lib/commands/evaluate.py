@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-predictions", action="store_true", help="do not write predictions.parquet")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="evaluate even if a fold's splits share utterances or speakers (refused by default; "
+                   "shown in every report)")
     p.set_defaults(func=run)
 
 
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
                             noise_grid=args.noise_grid, noise_types=args.noise_types,
                             noise_levels=args.noise_levels, noise_set=args.noise_set,
                             batch_size=args.batch_size, device=args.device,
-                            progress=False if args.no_progress else None)
+                            progress=False if args.no_progress else None, allow_overlap=args.allow_overlap)
     doc = write_evaluation(ev, args.out, primary_metric=args.primary_metric, overwrite=args.overwrite,
                            keep_predictions=not args.no_predictions)
     m = doc["metrics"]

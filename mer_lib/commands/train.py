@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from mer_lib.config import RECIPES
+from mer_lib.config import MODEL_NAMES, RECIPES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``train`` command."""
     p = sub.add_parser("train", help="train a model per fold (resumes a killed run)")
-    p.add_argument("--model", choices=["utt_fusion", "utt_shared", "mmin", "ifmmin", "nmer_pretrain", "nmer"],
+    p.add_argument("--model", choices=MODEL_NAMES,
                    help="model to train (default: the one named in --config)")
     p.add_argument("--data", required=True, help="feature-set directory or gs:// URI")
     g = p.add_mutually_exclusive_group()
@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--config", help="YAML config merged over the model's packaged recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="train even if a fold's splits share utterances or speakers (refused by default; "
+                   "recorded in run.json and shown in every report)")
     p.set_defaults(func=run)
 
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     folds = str(args.fold) if args.fold is not None else (args.folds or "1")
     summary = train(args.model, args.data, args.out, folds, teacher=args.teacher, config_file=args.config,
                     overrides=args.set, epochs=args.epochs, seed=args.seed, device=args.device,
-                    progress=False if args.no_progress else None)
+                    progress=False if args.no_progress else None, allow_overlap=args.allow_overlap)
     print(f"{summary['model']} ({summary['recipe']}, selected on {summary['select_on']}) -> {args.out}")
     for k, r in summary["fold_results"].items():
         avg, full = r.get("average") or {}, r.get("avl") or {}

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mer_lib.conditions import MISSING_CONDITIONS, MODALITIES, condition_mask, mask_condition
+from mer_lib.conditions import (
+    FULL_CONDITION,
+    MISSING_CONDITIONS,
+    MODALITIES,
+    TRAIN_CONDITIONS,
+    condition_mask,
+    mask_condition,
+)
 from mer_lib.data.featureset import FeatureSetError, FeatureStore, read_mean_std, read_split
 
 
@@ -86,8 +93,9 @@ class FoldData:
         Args:
             split: ``trn``, ``val`` or ``tst``.
             batch_size: samples per batch.
-            conditions: ``"random_missing"`` (one of the six per sample per epoch), ``"full"``,
-                or a list of condition names to replicate every utterance under.
+            conditions: ``"random_missing"`` (one of the six per sample per epoch), ``"random_missing_or_full"``
+                (one of the six or full modality), ``"full"``, or a list of condition names to replicate every
+                utterance under.
             shuffle: shuffle per epoch (seeded).
             seed: base seed of the per-epoch generator.
             drop_last: drop the short tail batch (reference NMER; off by default).
@@ -110,8 +118,8 @@ class BatchLoader:
         self.conditions = conditions
         if isinstance(conditions, list):
             self.cond_masks = np.array([condition_mask(c) for c in conditions], dtype=np.float32)
-        elif conditions not in ("random_missing", "full"):
-            raise ValueError(f"conditions must be 'random_missing', 'full' or a list, got {conditions!r}")
+        elif conditions not in TRAIN_CONDITIONS:
+            raise ValueError(f"conditions must be one of {', '.join(TRAIN_CONDITIONS)} or a list, got {conditions!r}")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -126,10 +134,11 @@ class BatchLoader:
             c = len(self.conditions)
             pos = np.repeat(np.arange(n), c)  # item i = utterance i // C under condition i % C
             masks = np.tile(self.cond_masks, (n, 1))
-        elif self.conditions == "random_missing":
+        elif self.conditions in ("random_missing", "random_missing_or_full"):
             pos = np.arange(n)
-            all_missing = np.array([condition_mask(c) for c in MISSING_CONDITIONS], dtype=np.float32)
-            masks = all_missing[rng.integers(0, len(MISSING_CONDITIONS), size=n)]
+            drawn = MISSING_CONDITIONS + ((FULL_CONDITION,) if self.conditions == "random_missing_or_full" else ())
+            choices = np.array([condition_mask(c) for c in drawn], dtype=np.float32)
+            masks = choices[rng.integers(0, len(drawn), size=n)]
         else:
             pos = np.arange(n)
             masks = np.ones((n, 3), dtype=np.float32)

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mer_lib.data.featureset import SPLITS, FeatureSetError, list_folds, read_split, write_targets
+from mer_lib.data.featureset import (
+    SPLITS,
+    FeatureSetError,
+    list_folds,
+    parse_iemocap_id,
+    read_manifest,
+    read_split,
+    write_targets,
+)
 
 
 def speaker_folds(speaker_of: dict[str, str], session_of: dict[str, str | int]) -> dict[int, dict[str, list[str]]]:
@@ -56,14 +64,90 @@ def write_folds(root: str | Path, folds: dict[int, dict[str, list[str]]], labels
             write_targets(root, k, name, ids, np.array([labels[u] for u in ids], dtype=np.int64), num_classes)
 
 
+class FoldLeakError(FeatureSetError):
+    """A fold's splits share an utterance or a speaker: every score trained or tested on it is inflated."""
+
+
+#: Split pairs that must not share an utterance or a speaker.
+SPLIT_PAIRS: tuple[tuple[str, str], ...] = (("trn", "val"), ("trn", "tst"), ("val", "tst"))
+
+
+def speakers_of(root: str | Path) -> dict[str, str] | None:
+    """Utterance id -> speaker from ``manifest.csv`` (None when the set has no manifest or speaker column)."""
+    df = read_manifest(root)
+    if df is None or "speaker" not in df.columns:
+        return None
+    return dict(zip(df["id"].astype(str), df["speaker"].astype(str), strict=True))
+
+
+def fold_overlaps(root: str | Path, fold: int, speaker_of: dict[str, str] | None = None) -> list[str]:
+    """The leaks of one fold: utterances or speakers found in two of its splits.
+
+    Speakers come from ``speaker_of`` (e.g. :func:`speakers_of`), else from IEMOCAP-style utterance ids;
+    ids that follow neither are checked for utterance overlap only.
+
+    Returns:
+        One line per leaking split pair naming the fold, the two splits and the first offending ids.
+
+    Raises:
+        FeatureSetError: a split of the fold is missing or malformed.
+    """
+    splits = {name: read_split(root, fold, name).ids for name in SPLITS}
+
+    def spk(uid: str) -> str | None:
+        if speaker_of is not None and uid in speaker_of:
+            return speaker_of[uid]
+        try:
+            return parse_iemocap_id(uid)[1]
+        except FeatureSetError:
+            return None
+
+    problems: list[str] = []
+    for a, b in SPLIT_PAIRS:
+        both = sorted(set(splits[a]) & set(splits[b]))
+        if both:
+            problems.append(f"fold {fold}: {len(both)} utterance(s) in both {a} and {b}, first "
+                            f"{', '.join(both[:3])}")
+        sa = {spk(u) for u in splits[a]} - {None}
+        sb = {spk(u) for u in splits[b]} - {None}
+        shared = sorted(sa & sb)
+        if shared:
+            first = next(u for u in splits[b] if spk(u) == shared[0])
+            problems.append(f"fold {fold}: speaker(s) {', '.join(shared)} in both {a} and {b}, first "
+                            f"{b} utterance {first}")
+    return problems
+
+
+def guard_folds(root: str | Path, folds: list[int], *, allow_overlap: bool = False, where: str = "") -> list[str]:
+    """Refuse folds whose splits share an utterance or a speaker, before any work is done.
+
+    Args:
+        root: feature-set directory.
+        folds: the folds about to be trained or evaluated.
+        allow_overlap: the explicit override: return the problems (to be recorded) instead of raising.
+        where: the data location named in the error (default: ``root``).
+
+    Returns:
+        The problems found (empty = clean); non-empty only with ``allow_overlap``.
+
+    Raises:
+        FoldLeakError: naming the fold, the splits and the first offending ids.
+    """
+    speaker_of = speakers_of(root)
+    problems = [p for k in folds for p in fold_overlaps(root, k, speaker_of)]
+    if problems and not allow_overlap:
+        raise FoldLeakError(f"{where or root}: refusing folds that leak between splits (scores would be "
+                            f"inflated): {'; '.join(problems)}. Fix the fold lists (mer folds check), or pass "
+                            "--allow-overlap to proceed; the override is recorded in run.json and every report.")
+    return problems
+
+
 def check_folds(root: str | Path, speaker_of: dict[str, str] | None = None) -> list[str]:
     """Verify a feature set's folds; returns a list of human-readable problems (empty = fine).
 
     Checks: every fold file readable and one-hot, no utterance in two splits of a fold, no speaker
     in two splits of a fold, every utterance tested exactly once across folds.
     """
-    from mer_lib.data.featureset import parse_iemocap_id
-
     problems: list[str] = []
     try:
         folds = list_folds(root)
@@ -71,17 +155,10 @@ def check_folds(root: str | Path, speaker_of: dict[str, str] | None = None) -> l
         return [str(exc)]
     if not folds:
         return [f"{Path(root) / 'target'}: no fold folders"]
+    if speaker_of is None:
+        speaker_of = speakers_of(root)
     tested: dict[str, list[int]] = defaultdict(list)
     all_ids: set[str] = set()
-
-    def spk(uid: str) -> str | None:
-        if speaker_of is not None:
-            return speaker_of.get(uid)
-        try:
-            return parse_iemocap_id(uid)[1]
-        except FeatureSetError:
-            return None
-
     for k in folds:
         splits = {}
         for name in SPLITS:
@@ -91,14 +168,7 @@ def check_folds(root: str | Path, speaker_of: dict[str, str] | None = None) -> l
                 problems.append(str(exc))
         if len(splits) < 3:
             continue
-        for a, b in (("trn", "val"), ("trn", "tst"), ("val", "tst")):
-            both = set(splits[a]) & set(splits[b])
-            if both:
-                problems.append(f"fold {k}: {len(both)} utterance(s) in both {a} and {b}, e.g. {sorted(both)[0]}")
-            sa = {spk(u) for u in splits[a]} - {None}
-            sb = {spk(u) for u in splits[b]} - {None}
-            if sa & sb:
-                problems.append(f"fold {k}: speaker(s) {', '.join(sorted(sa & sb))} in both {a} and {b}")
+        problems.extend(fold_overlaps(root, k, speaker_of))
         for u in splits["tst"]:
             tested[u].append(k)
         for ids in splits.values():

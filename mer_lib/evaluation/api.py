@@ -42,6 +42,7 @@ from mer_lib.data.featureset import (
     read_metadata,
     spec_for,
 )
+from mer_lib.data.folds import guard_folds
 from mer_lib.evaluation.aggregate import (
     CONFUSION_COLUMNS,
     FOLD_COLUMNS,
@@ -148,6 +149,16 @@ def _noise_config(noise_set: Sequence[str] | None) -> NoiseConfig:
         raise EvaluationError(f"--noise-set: {exc}") from exc
 
 
+def run_overlaps(run: dict[str, Any]) -> list[str]:
+    """The fold leaks a training run recorded when it was trained with ``--allow-overlap``."""
+    return [str(p) for p in run.get("fold_overlaps") or []]
+
+
+def leak_warnings(info: dict[str, Any]) -> dict[str, list[str]]:
+    """Model name -> fold leaks accepted with ``--allow-overlap`` (shown in every report made from it)."""
+    return {str(m.get("name")): list(m["fold_overlaps"]) for m in info.get("models", []) if m.get("fold_overlaps")}
+
+
 def _show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
@@ -159,7 +170,7 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
                        noise_grid: bool = False, noise_types: Sequence[str] | None = None,
                        noise_levels: Sequence[int] | None = None, noise_set: Sequence[str] | None = None,
                        batch_size: int | None = None, device: str = "cpu",
-                       progress: bool | None = None) -> Evaluation:
+                       progress: bool | None = None, allow_overlap: bool = False) -> Evaluation:
     """Predict and score every fold of a run directory (no files written).
 
     Args:
@@ -175,12 +186,15 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
         batch_size: evaluation batch size (default: the checkpoint's ``train.eval_batch_size``).
         device: ``cpu``, ``cuda`` or ``auto``.
         progress: progress bars (default: on for a TTY).
+        allow_overlap: evaluate folds whose splits share utterances or speakers (refused by default); the
+            leaks, and those recorded by the training run, are shown in every report.
 
     Returns:
         The :class:`Evaluation` (tables, provenance and predictions).
 
     Raises:
         EvaluationError: missing checkpoints or folds, or a checkpoint that does not fit the data.
+        FoldLeakError: a fold's splits share an utterance or a speaker (before any work).
     """
     from mer_lib.training.checkpoint import CheckpointError, find_checkpoint, load_trained
     from mer_lib.training.predict import predict_frame
@@ -208,6 +222,7 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
     absent = [k for k in fold_list if k not in available]
     if absent:
         raise EvaluationError(f"{data}: fold(s) {absent} missing from the feature set (it has {available})")
+    overlaps = run_overlaps(run) + guard_folds(root, fold_list, allow_overlap=allow_overlap, where=str(data))
     conds = parse_conditions(conditions) if isinstance(conditions, str) else list(conditions or ALL_CONDITIONS)
     levels = [int(t) for t in (noise_levels or EvalConfig().noise_levels)]
     types = list(noise_types or DEFAULT_NOISE_TYPES)
@@ -266,7 +281,8 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
     predictions = predictions[front + [c for c in predictions.columns if c not in front]]
     info = {
         "models": [{"name": model_name, "model_dir": str(model_dir), "model": run.get("model"),
-                    "recipe": run.get("recipe"), "select_on": sorted(select_on), "folds": fold_list}],
+                    "recipe": run.get("recipe"), "select_on": sorted(select_on), "folds": fold_list,
+                    "fold_overlaps": list(dict.fromkeys(overlaps))}],
         "data": str(data), "data_fingerprint": data_fp, "folds": fold_list, "conditions": conds,
         "noise_grid": {"types": types, "levels": levels, "config": dataclasses.asdict(ncfg)} if noise_grid else None,
         "device": str(dev), "batch_size": batch_size, "label_names": list(label_names),
@@ -325,6 +341,11 @@ def write_evaluation(ev: Evaluation, out: str, *, primary_metric: str | None = N
         "primary metric": f"{primary_metric} = "
                           + ", ".join(f"{m} {doc['models'][m]['primary']:.4f}" for m in models),
     }
+    leaks = leak_warnings(ev.info)
+    if leaks:
+        doc["fold_overlaps"] = leaks
+        provenance["WARNING fold leakage (--allow-overlap), scores inflated"] = "; ".join(
+            f"{m}: {len(p)} leak(s), first: {p[0]}" for m, p in leaks.items())
     with storage.staged_dir(out, overwrite=overwrite) as stage:
         _write_table(stage, "fold_metrics", ev.fold_metrics)
         _write_table(stage, "summary", summary)
@@ -401,7 +422,8 @@ def _from_training_run(d: Path) -> Evaluation:
             raise EvaluationError(f"{fd / 'predictions_tst.csv'}: {exc}") from exc
         fm.append(metrics_frame(res, fold=k, model=name, select_on=sel))
         cf.append(confusion_frame(res, fold=k, model=name, select_on=sel))
-    info = {"models": [{"name": name, "model_dir": str(d), "select_on": [run.get("select_on")]}],
+    info = {"models": [{"name": name, "model_dir": str(d), "select_on": [run.get("select_on")],
+                        "fold_overlaps": run_overlaps(run)}],
             "data": run.get("data", "-"), "data_fingerprint": run.get("data_fingerprint")}
     return Evaluation(concat(fm, FOLD_COLUMNS), concat(cf, CONFUSION_COLUMNS), labels, info)
 

@@ -10,6 +10,7 @@ from mer_lib.models.base import MERModel
 #: name -> "module:Class"
 MODELS: dict[str, str] = {
     "utt_fusion": "mer_lib.models.utt_fusion:UttFusion",
+    "utt_fusion_dropout": "mer_lib.models.utt_fusion:UttFusionDropout",
     "utt_shared": "mer_lib.models.utt_shared:UttShared",
     "mmin": "mer_lib.models.mmin:MMIN",
     "ifmmin": "mer_lib.models.ifmmin:IFMMIN",

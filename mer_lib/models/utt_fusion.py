@@ -6,6 +6,12 @@ evaluated under missing conditions with the missing inputs zero-filled (the MMIN
 
 With ``model_params.availability_mask`` (improved recipe) the classifier also reads the (a, v, l)
 availability mask (3 more inputs).
+
+``utt_fusion_dropout`` is the same network and recipe trained with modality dropout: each training
+sample is drawn under one of the six missing conditions or full modality (zero-filled, uniformly, anew
+every epoch), and the epoch is selected on the pooled six missing conditions. It is the fair baseline
+for the robust models, which also see missing modalities in training; the zero-filled ``utt_fusion``
+is the MMIN paper's.
 """
 
 from __future__ import annotations
@@ -61,3 +67,10 @@ class UttFusion(MERModel):
     def predict_logits(self, batch: Batch) -> torch.Tensor:
         """Evaluation forward (missing inputs zero-filled via the mask)."""
         return self(batch)
+
+
+class UttFusionDropout(UttFusion):
+    """:class:`UttFusion` trained with modality dropout (the fair baseline for the robust models)."""
+
+    name = "utt_fusion_dropout"
+    train_conditions = "random_missing_or_full"

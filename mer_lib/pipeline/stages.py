@@ -25,7 +25,10 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "ifmmin": ("utt_shared", "ifmmin"),
     "nmer": ("nmer_pretrain", "nmer"),
     "baseline": ("utt_fusion",),
+    "baseline_dropout": ("utt_fusion_dropout",),
 }
+#: Families trained as baselines: compared, gated on, never registered.
+BASELINE_FAMILIES: tuple[str, ...] = ("baseline", "baseline_dropout")
 #: Kept out of the artifacts: optimiser state for resuming, only useful in the work location.
 RESUME_ONLY = ("last.pt",)
 STAGES_DIR = "stages"

@@ -13,6 +13,7 @@ from typing import Any
 from mer_lib import storage
 from mer_lib.config import ExperimentConfig, load_config
 from mer_lib.data.featureset import FeatureSetError, FeatureSpec, FeatureStore, fingerprint, list_folds, read_metadata
+from mer_lib.data.folds import guard_folds
 from mer_lib.training.engine import DataContext, FoldResult, train_fold
 from mer_lib.training.reproducibility import package_versions
 
@@ -93,7 +94,7 @@ def open_data(cfg: ExperimentConfig, data: str) -> tuple[ExperimentConfig, DataC
 def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", *, teacher: str | None = None,
           config_file: str | None = None, overrides: list[str] | None = None, epochs: int | None = None,
           seed: int | None = None, device: str | None = None, progress: bool | None = None,
-          data_context: DataContext | None = None) -> dict[str, Any]:
+          data_context: DataContext | None = None, allow_overlap: bool = False) -> dict[str, Any]:
     """Train ``model`` on each fold of ``data`` and write a run directory at ``out``.
 
     Args:
@@ -109,9 +110,14 @@ def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", 
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: force progress bars on/off (default: on for a TTY).
         data_context: an already loaded feature set (saves loading it again).
+        allow_overlap: train on folds whose splits share utterances or speakers (refused by default); the
+            override and the leaks found are recorded in ``run.json`` and shown in every report of the run.
 
     Returns:
         The run summary written to ``<out>/run.json``.
+
+    Raises:
+        FoldLeakError: a fold's splits share an utterance or a speaker (before any training).
     """
     cfg = resolve_config(model, config_file, overrides, epochs, seed, device)
     if data_context is not None:
@@ -124,6 +130,10 @@ def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", 
     missing = [k for k in fold_list if k not in available]
     if missing:
         raise FeatureSetError(f"{data}: fold(s) {missing} not in the feature set (has {available})")
+    overlaps = guard_folds(ctx.store.root, fold_list, allow_overlap=allow_overlap, where=str(data))
+    if overlaps:
+        log.warning("--allow-overlap: training on leaking folds; every score of this run is inflated: %s",
+                    "; ".join(overlaps))
     teacher_local = str(storage.localize(teacher)) if teacher else None
 
     remote = storage.is_gcs(out)
@@ -141,6 +151,7 @@ def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", 
         "model": cfg.model, "recipe": cfg.recipe, "select_on": cfg.train.select_on, "folds": fold_list,
         "data": str(data), "data_fingerprint": ctx.fingerprint, "config_hash": cfg.hash(), "teacher": teacher,
         "label_names": list(ctx.label_names), "feature_spec": ctx.store.spec.to_dict(), "versions": package_versions(),
+        "allow_overlap": bool(allow_overlap), "fold_overlaps": overlaps,
         "fold_results": {str(r.fold): {"best_epoch": r.best_epoch, "best_score": r.best_score,
                                        "average": r.test_metrics.get("average"), "avl": r.test_metrics.get("avl")}
                          for r in results},
