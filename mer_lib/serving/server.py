@@ -56,9 +56,11 @@ class MerModel(Model):
     """The KServe model: a :class:`Predictor` behind the v1 and v2 protocols."""
 
     def __init__(self, name: str, load: Callable[[], Predictor]) -> None:
-        """Args:
-        name: model name in the endpoint paths.
-        load: builds the predictor (called once by :meth:`load`).
+        """Set up; nothing is loaded before :meth:`load`.
+
+        Args:
+            name: model name in the endpoint paths.
+            load: builds the predictor (called once by :meth:`load`).
         """
         super().__init__(name)
         self._load = load
@@ -152,10 +154,12 @@ class RequestGuard:
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int,
                  validate: Callable[[Any], None]) -> None:
-        """Args:
-        app: the wrapped ASGI app.
-        max_bytes: largest accepted request body.
-        validate: checks a decoded v1 request body, raising :class:`BadInstance`.
+        """Wrap ``app``.
+
+        Args:
+            app: the wrapped ASGI app.
+            max_bytes: largest accepted request body.
+            validate: checks a decoded v1 request body, raising :class:`BadInstance`.
         """
         self.app, self.max_bytes, self.validate = app, max_bytes, validate
 
@@ -191,27 +195,27 @@ class RequestGuard:
             return
         if scope["path"].endswith(":predict"):
             problem = self._non_json_numbers(bytes(body))
-            if problem:
-                await _answer(send, 400, problem)
+            if problem is not None:
+                await _answer(send, problem.status, str(problem))
                 return
         await self.app(scope, _replay(bytes(body), receive), send)
 
-    def _non_json_numbers(self, body: bytes) -> str:
-        """The error to answer for a body with NaN/Infinity ("" when the server's parser takes it)."""
+    def _non_json_numbers(self, body: bytes) -> BadInstance | None:
+        """The error to answer for a body with NaN/Infinity (None when the server's parser takes it)."""
         try:
             orjson.loads(body)
-            return ""
+            return None
         except orjson.JSONDecodeError:
             pass
         try:
             doc = json.loads(body)  # the standard library accepts NaN and Infinity
         except ValueError:
-            return ""  # not JSON at all: the server's own decoder answers 400
+            return None  # not JSON at all: the server's own decoder answers 400
         try:
             self.validate(doc)
         except BadInstance as exc:
-            return str(exc)
-        return "request body: NaN and Infinity are not valid JSON numbers"
+            return exc
+        return BadInstance("request body: NaN and Infinity are not valid JSON numbers")
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
