@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="mer", help="model name in the endpoint paths")
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port")
-    p.add_argument("--grpc-port", type=int, default=0, help="gRPC (Open Inference Protocol) port; 0 = no gRPC")
+    p.add_argument("--grpc-port", type=int, default=0,
+                   help="gRPC (Open Inference Protocol) port, on every address (kserve ignores --host); 0 = no gRPC")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="where the model runs")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = one per core of the machine; in a pod use its CPU limit)")
