@@ -45,7 +45,7 @@ def build_fold(root: Path, n_test: int, seed: int = 0) -> None:
     labels = rng.integers(0, 4, size=len(ids))
     lens_a = np.clip(rng.gamma(2.0, 22.5, size=len(ids)).astype(int), 10, 150)  # mean ~45 frames
 
-    def seqs(m: str):  # noqa: ANN202 - generator of (id, array)
+    def seqs(m: str):  # generator of (id, array)
         for i, uid in enumerate(ids):
             if m == "a":
                 yield uid, rng.normal(size=(int(lens_a[i]), SPEC.dims["a"])).astype(np.float32)

@@ -33,7 +33,7 @@ def time_modality(utts: list, m: str, settings: dict) -> float:
     """CPU seconds per utterance for decoding + extracting modality ``m`` (after one warm-up)."""
     ex = build(m, settings[m])
 
-    def one(u) -> None:  # noqa: ANN001
+    def one(u) -> None:
         if m == "a":
             ex(load_audio(u.audio, settings["a"]["sample_rate"]))
         elif m == "v":

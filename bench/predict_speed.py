@@ -40,7 +40,7 @@ from tests.fixtures.raw_iemocap import WORDS, voice, write_wav  # noqa: E402
 from tests.test_predict import build_real_featureset  # noqa: E402
 
 
-def timed(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201 - a tiny timing helper
+def timed(fn, *args, **kwargs):  # a tiny timing helper
     """``(result, wall seconds, CPU seconds)`` of one call."""
     w, c = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)

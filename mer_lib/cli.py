@@ -1,4 +1,5 @@
-"""The ``mer`` command: argument parsing only; every subcommand calls into the library.
+"""The ``mer`` command: builds the parser from the subcommand modules, sets up logging and turns the
+library's user errors into one-line messages; every subcommand calls into the library.
 
 Each subcommand lives in ``mer_lib/commands/<name>.py`` with ``register(subparsers)`` (which sets
 ``func``) so commands stay small and independent.
@@ -38,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, KeyError) as exc:
-        # Library errors carry the file/key/value in their message; show it without a traceback.
+    except (ValueError, OSError) as exc:
+        # Library errors carry the file/key/value in their message; show it without a traceback. A KeyError
+        # is a programming error, not a user's: it keeps its traceback.
         if args.verbose:
             raise
         print(f"mer {args.command}: error: {exc}", file=sys.stderr)

@@ -17,11 +17,6 @@ ALL_CONDITIONS: tuple[str, ...] = MISSING_CONDITIONS + (FULL_CONDITION,)
 #: per epoch (stage 2, the reference), or one of the six or full modality (modality dropout).
 TRAIN_CONDITIONS: tuple[str, ...] = ("full", "random_missing", "random_missing_or_full")
 
-#: Reference-code names of the conditions (azz = audio kept, v and l zeroed, ...).
-REFERENCE_NAMES: dict[str, str] = {
-    "a": "azz", "v": "zvz", "l": "zzl", "av": "avz", "al": "azl", "vl": "zvl", "avl": "avl",
-}
-
 
 def condition_mask(condition: str) -> tuple[int, int, int]:
     """Return the (a, v, l) availability mask of a condition name such as ``"al"``.

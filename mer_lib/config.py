@@ -390,10 +390,3 @@ def config_from_dict(raw: dict[str, Any], source: str = "config", strict: bool =
         logging.getLogger(__name__).warning("%s: ignoring config key(s) this version does not know: %s",
                                             source, ", ".join(dropped))
     return cfg
-
-
-def save_config(cfg: ExperimentConfig, path: str | Path) -> None:
-    """Write the resolved config as YAML (atomically)."""
-    from mer_lib.storage import write_text
-
-    write_text(str(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False), overwrite=True)

@@ -48,7 +48,7 @@ def join(uri: str, *parts: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _client_for(emulator: str | None):  # noqa: ANN202 - google client type is lazy-imported
+def _client_for(emulator: str | None):  # google client type is lazy-imported
     from google.cloud import storage
 
     if emulator:
@@ -58,12 +58,12 @@ def _client_for(emulator: str | None):  # noqa: ANN202 - google client type is l
     return storage.Client()
 
 
-def gcs_client():  # noqa: ANN201
+def gcs_client():
     """The google-cloud-storage client (emulator-aware; one per emulator setting)."""
     return _client_for(os.environ.get("STORAGE_EMULATOR_HOST"))
 
 
-def _blob(uri: str):  # noqa: ANN202
+def _blob(uri: str):
     bucket, name = split_gcs(uri)
     return gcs_client().bucket(bucket).blob(name)
 

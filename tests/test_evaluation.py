@@ -283,7 +283,7 @@ def test_noise_grid_replaces_missing_modalities_and_is_reproducible(features: Pa
     class RevealL:
         """Stand-in injector: records its arguments and marks every modality available."""
 
-        def __init__(self, cfg, steps: int, seed: int) -> None:  # noqa: ANN001
+        def __init__(self, cfg, steps: int, seed: int) -> None:
             seen.append((cfg.type, steps, seed))
 
         def apply(self, batch: Batch) -> Batch:

@@ -112,7 +112,7 @@ def test_shards_merge_to_the_single_run(raw: tuple, single: tuple) -> None:
         assert all(np.array_equal(a[k][()], b[k][()]) for k in b)
 
 
-def test_skip_report_and_fraction(tmp_path) -> None:  # noqa: ANN001
+def test_skip_report_and_fraction(tmp_path) -> None:
     raw = tmp_path / "raw"
     build_raw_iemocap(raw, per_speaker=1, duration=DUR, add_faults=True)
     with pytest.raises(SkipFractionError, match="6 of 16"):
@@ -138,7 +138,7 @@ def test_skip_report_and_fraction(tmp_path) -> None:  # noqa: ANN001
     assert len(FeatureStore(tmp_path / "fs")) == 10
 
 
-def test_manifest_source_and_clip_api(raw: tuple, single: tuple, tmp_path) -> None:  # noqa: ANN001
+def test_manifest_source_and_clip_api(raw: tuple, single: tuple, tmp_path) -> None:
     root, labels = raw
     names = {"hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad", "neu": "neutral"}
     rows = []
@@ -204,7 +204,7 @@ def test_release_text_parsers(raw: tuple) -> None:
     assert parse_wdseg("\t0\t10\t-5 <s>\n\t11\t30\t-9 HELLO(2)\n\t31\t40\t-5 <sil>\n") == [(0.11, 0.31, "HELLO")]
 
 
-def test_cli_extract_and_errors(raw: tuple, tmp_path, capsys) -> None:  # noqa: ANN001
+def test_cli_extract_and_errors(raw: tuple, tmp_path, capsys) -> None:
     from mer_lib.cli import main
 
     args = ["extract", "--source", "iemocap", "--input", str(raw[0]), "--modalities", "a",

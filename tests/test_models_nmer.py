@@ -20,7 +20,7 @@ SMALL = ["data.dim_a=6", "data.dim_v=5", "data.dim_l=7", "model_params.embd_size
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():  # noqa: ANN201
+def one_thread():
     """One torch thread: on a shared, loaded machine extra threads only wait for each other."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -28,7 +28,7 @@ def one_thread():  # noqa: ANN201
     torch.set_num_threads(before)
 
 
-def small_cfg(model: str, *extra: str):  # noqa: ANN201 - ExperimentConfig
+def small_cfg(model: str, *extra: str):  # ExperimentConfig
     return load_config(model, overrides=[*SMALL, *extra])
 
 

@@ -72,8 +72,10 @@ def _print_list(registry: Any, name: str) -> int:
         return 0
     for v in versions:
         mark = "*" if champion is not None and v.number == champion.number else " "
-        primary = v.metrics.get("average_ua")
-        score = f"average_ua={primary:.4f}" if isinstance(primary, (int, float)) else ""
+        # The metric this version was registered on (recorded in its card context), not always average_ua.
+        metric = str((v.extra.get("card_context") or {}).get("primary_metric") or "average_ua")
+        primary = v.metrics.get(metric)
+        score = f"{metric}={primary:.4f}" if isinstance(primary, (int, float)) else ""
         print(f"{mark} v{v.number:<4d} {v.created_at}  data={v.data_fingerprint[:12]}  run={v.run_id or '-'}  "
               f"{score}".rstrip())
     print("(* champion)" if champion is not None else "(no champion yet)")

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mer_lib.conditions import MODALITIES
+from mer_lib.config import DataConfig
 
 LABEL_NAMES: tuple[str, ...] = ("happy", "angry", "sad", "neutral")
 SPLITS: tuple[str, ...] = ("trn", "val", "tst")
@@ -51,7 +52,7 @@ class FeatureSpec:
     dims: dict[str, int] = field(default_factory=lambda: {"a": 130, "v": 342, "l": 1024})
 
     @classmethod
-    def from_config(cls, data_cfg) -> FeatureSpec:  # noqa: ANN001 - DataConfig (avoid import cycle)
+    def from_config(cls, data_cfg: DataConfig) -> FeatureSpec:
         """Build from a :class:`mer_lib.config.DataConfig`."""
         return cls(names={"a": data_cfg.feature_a, "v": data_cfg.feature_v, "l": data_cfg.feature_l},
                    dims={"a": data_cfg.dim_a, "v": data_cfg.dim_v, "l": data_cfg.dim_l})

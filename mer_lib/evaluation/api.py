@@ -1,5 +1,5 @@
-"""``evaluate_run`` and ``compare_runs``: the entry points of ``mer evaluate``, ``mer report`` and the
-KFP evaluation components.
+"""Evaluation of trained runs: ``evaluate_model_dir`` + ``write_evaluation`` (``mer evaluate``),
+``evaluate_run`` (the KFP evaluation component) and ``compare_runs`` (``mer report``, the compare step).
 
 An evaluation directory holds (tables as both CSV and parquet)::
 

@@ -65,7 +65,7 @@ class ExtractorChoice:
 _BUILT: dict[str, object] = {}
 
 
-def build(modality: str, settings: dict):  # noqa: ANN201 - one of the three extractor classes
+def build(modality: str, settings: dict):  # one of the three extractor classes
     """An extractor from its settings (as written by ``settings()``), built once per process.
 
     Models load lazily and are then kept: a process that extracts several corpora or many single
@@ -77,7 +77,7 @@ def build(modality: str, settings: dict):  # noqa: ANN201 - one of the three ext
     return _BUILT[key]
 
 
-def _build(modality: str, settings: dict):  # noqa: ANN202
+def _build(modality: str, settings: dict):
     name = settings["name"]
     if modality == "a":
         if name == "compare":

@@ -131,7 +131,7 @@ def merge_partials(partials: list[str], out: str, *, max_skip_fraction: float = 
     return meta
 
 
-def _iter(loaded: list, group: str, ids: pd.Series):  # noqa: ANN202 - generator of (id, array)
+def _iter(loaded: list, group: str, ids: pd.Series):  # generator of (id, array)
     """Yield ``(id, array)`` in ``ids`` order from whichever partial holds the id."""
     files = [h5py.File(root / "features.h5", "r") for _, root, _ in loaded]
     try:

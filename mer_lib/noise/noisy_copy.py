@@ -147,7 +147,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _noisy_items(store: FeatureStore, m: str, plan: dict[str, tuple[str, list[str]]], injector: NoiseInjector,
-                 mean: np.ndarray | None, std: np.ndarray | None, records: list[dict]):  # noqa: ANN202
+                 mean: np.ndarray | None, std: np.ndarray | None, records: list[dict]):
     """Yield (id, sequence) for modality ``m``, corrupting the planned utterances."""
     inv_std = None if std is None else (1.0 / std).astype(np.float32)
     bar = tqdm(store.ids, desc=f"noise {MODALITY_DIR[m]}", disable=not sys.stderr.isatty(), leave=False)

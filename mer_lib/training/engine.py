@@ -7,9 +7,9 @@ on full modality; stage-2 models train on one random missing condition per sampl
 validate on the pooled six missing conditions.
 
 Resume: ``last.pt`` is written atomically after every epoch with model, optimiser, scheduler,
-history and RNG states; every epoch re-seeds the torch RNG from ``(seed, epoch)`` and the loaders
-draw from ``(seed, epoch)``, so a killed run restarted with the same command ends bit-identical to
-an uninterrupted one.
+history and RNG states; every epoch re-seeds the torch RNG from ``(seed + fold, epoch)`` and the
+loaders draw from ``(seed + fold, epoch)``, so a killed run restarted with the same command ends
+bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class FoldResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def linear_decay(niter: int, niter_decay: int):  # noqa: ANN201 - returns a lambda for LambdaLR
+def linear_decay(niter: int, niter_decay: int):  # returns a lambda for LambdaLR
     """The reference ``linear`` policy: epoch k (1-based) uses lr * (1 - max(0, k - niter) / (niter_decay + 1))."""
     return lambda i: 1.0 - max(0, i + 1 - niter) / float(niter_decay + 1)
 
@@ -102,7 +102,7 @@ def _load_teacher(model: MERModel, teacher_dir: str | None, fold: int, data: Dat
 
 
 def evaluate_split(model: MERModel, fold_data: FoldData, split: str, conditions: list[str], cfg: ExperimentConfig,
-                   device: torch.device, label_names: tuple[str, ...]):  # noqa: ANN201 - (DataFrame, dict)
+                   device: torch.device, label_names: tuple[str, ...]):  # (DataFrame, dict)
     """Predictions and per-condition metrics of one split under ``conditions``."""
     from mer_lib.evaluation.metrics import condition_metrics
 
