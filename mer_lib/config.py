@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from mer_lib.noise.table import NOISE_TYPES
+
 #: Every trainable model (``mer_lib.models.factory`` maps each to its class; a test keeps the two equal).
 #: Kept here, in a leaf without torch, so the CLI can offer the names without loading the models.
 MODEL_NAMES: tuple[str, ...] = ("utt_fusion", "utt_fusion_dropout", "utt_shared", "mmin", "ifmmin",
@@ -132,16 +134,20 @@ class TrainConfig:
     deterministic: bool = _f(False)
     device: str = _f("auto", choices=("auto", "cpu", "cuda"))
     amp: bool = _f(False, help="mixed precision (CUDA only)")
-    threads: int = _f(0, min=0, help="torch intra-op threads (0 = torch default)")
+    precision: str = _f("fp32", choices=("fp32", "bf16"),
+                        help="fp32 = faithful; bf16 = bfloat16 autocast of training and evaluation forwards on "
+                        "CPU (AVX-512 BF16) or GPU: faster, scores within a measured tolerance (bench/README.md)")
+    threads: int = _f(0, min=0, help="torch intra-op threads (0 = the CPUs this process may use: its cgroup "
+                      "quota or affinity, not the node's core count)")
     checkpoint_every: int = _f(1, min=1)
     tensorboard: bool = _f(True)
 
 
 @dataclass
 class NoiseConfig:
-    """Training/evaluation noise recipe (NMER noise scheduler)."""
+    """Training/evaluation noise settings (NMER noise scheduler); the types come from the noise table."""
 
-    type: str = _f("gaussian", choices=("gaussian", "impulse", "zeros", "frame_drop", "burst", "mixture"))
+    type: str = _f("gaussian", choices=NOISE_TYPES, help="a row of mer_lib.noise.table.NOISE_TABLE")
     schedule: str = _f("scaled_linear", choices=("scaled_linear", "linear", "squaredcos_cap_v2", "sigmoid"))
     beta_start: float = _f(0.01, min=0.0, max=1.0)
     beta_end: float = _f(0.5, min=0.0, max=1.0)

@@ -13,6 +13,7 @@ utterance ``i // C`` under condition ``i % C``, as in the reference.  All random
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -87,7 +88,8 @@ class FoldData:
             self.mean, self.std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
 
     def loader(self, split: str, *, batch_size: int, conditions: list[str] | str, shuffle: bool = False,
-               seed: int = 0, drop_last: bool = False) -> BatchLoader:
+               seed: int = 0, drop_last: bool = False, device: torch.device | str | None = None,
+               pad_to_split_max: bool = False) -> BatchLoader:
         """A loader over one split.
 
         Args:
@@ -99,11 +101,19 @@ class FoldData:
             shuffle: shuffle per epoch (seeded).
             seed: base seed of the per-epoch generator.
             drop_last: drop the short tail batch (reference NMER; off by default).
+            device: build the batches there (the store is copied to a CUDA device once per process);
+                None = CPU.
+            pad_to_split_max: pad every batch to the longest sequence of the split instead of the
+                batch's longest (to fill a frozen teacher's cache at the padded length most
+                training batches have; see ``mer_lib.models.encoding.prefill_teacher_cache``).
         """
         sp = self.splits[split]
-        return BatchLoader(self.store, self.rows[split], sp.labels, mean=self.mean, std=self.std,
+        rows = self.rows[split]
+        min_length = {m: int(self.store.lengths[m][rows].max()) for m in self.store.modalities} \
+            if pad_to_split_max and len(rows) else None
+        return BatchLoader(self.store, rows, sp.labels, mean=self.mean, std=self.std,
                            batch_size=batch_size, conditions=conditions, shuffle=shuffle, seed=seed,
-                           drop_last=drop_last)
+                           drop_last=drop_last, device=device, min_length=min_length)
 
 
 class BatchLoader:
@@ -111,8 +121,14 @@ class BatchLoader:
 
     def __init__(self, store: FeatureStore, rows: np.ndarray, labels: np.ndarray, *, mean: np.ndarray,
                  std: np.ndarray, batch_size: int, conditions: list[str] | str = "full",
-                 shuffle: bool = False, seed: int = 0, drop_last: bool = False) -> None:
+                 shuffle: bool = False, seed: int = 0, drop_last: bool = False,
+                 device: torch.device | str | None = None, min_length: dict[str, int] | None = None) -> None:
         self.store, self.rows, self.labels = store, np.asarray(rows), np.asarray(labels)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.min_length = dict(min_length or {})
+        self._tensors = _store_tensors(store, self.device)
+        self._mean = torch.from_numpy(mean.astype(np.float32)).to(self.device)
+        self._inv_std = torch.from_numpy((1.0 / std).astype(np.float32)).to(self.device)
         self.mean, self.inv_std = mean.astype(np.float32), (1.0 / std).astype(np.float32)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.conditions = conditions
@@ -164,21 +180,59 @@ class BatchLoader:
             yield self.collate(self.rows[sel], self.labels[sel], masks[start:start + self.batch_size])
 
     def collate(self, rows: np.ndarray, labels: np.ndarray, masks: np.ndarray) -> Batch:
-        """Pad each modality to the batch maximum (zeros), normalising A's real frames."""
+        """Pad each modality to the batch maximum (zeros), normalising A's real frames.
+
+        One gather of the batch's frames from the store's in-memory tensors and one scatter into the
+        padded batch per modality (no per-utterance Python loop); A is normalised on the gathered
+        frames with the same float32 operations as a per-utterance ``(x - mean) * inv_std``, so the
+        values are identical.  On a CUDA ``device`` the gather runs there, from the resident store.
+        """
         st = self.store
         feats = {}
         lengths = np.zeros((len(rows), 3), dtype=np.int64)
         for j, m in enumerate(MODALITIES):
             lens = st.lengths[m][rows]
             lengths[:, j] = st.true_lengths[m][rows]
-            out = np.zeros((len(rows), int(lens.max()), st.spec.dims[m]), dtype=np.float32)
-            for b, r in enumerate(rows):
-                x = st.seq(m, int(r))
-                if m == "a":
-                    out[b, : len(x)] = (x - self.mean) * self.inv_std
-                else:
-                    out[b, : len(x)] = x
-            feats[m] = torch.from_numpy(out)
-        return Batch(a=feats["a"], v=feats["v"], l=feats["l"], mask=torch.from_numpy(np.ascontiguousarray(masks)),
-                     lengths=torch.from_numpy(lengths), label=torch.from_numpy(labels.astype(np.int64)),
-                     index=torch.from_numpy(rows.astype(np.int64)), ids=[st.ids[int(r)] for r in rows])
+            steps = max(int(lens.max()), self.min_length.get(m, 0))
+            src, dst = _frame_indices(st.offsets[m][rows], lens, steps)
+            data = self._tensors[m]
+            frames = data.index_select(0, torch.from_numpy(src).to(self.device))
+            if m == "a":
+                frames = (frames - self._mean) * self._inv_std
+            out = frames.new_zeros(len(rows) * steps, data.shape[1])
+            out.index_copy_(0, torch.from_numpy(dst).to(self.device), frames)
+            feats[m] = out.view(len(rows), steps, data.shape[1])
+
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+
+        return Batch(a=feats["a"], v=feats["v"], l=feats["l"], mask=tensor(masks), lengths=tensor(lengths),
+                     label=tensor(labels.astype(np.int64)), index=tensor(rows.astype(np.int64)),
+                     ids=[st.ids[int(r)] for r in rows])
+
+
+def _frame_indices(starts: np.ndarray, lens: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source rows in the ragged store and destination rows in a [B * steps] padded batch."""
+    total = int(lens.sum())
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    src = np.repeat(starts.astype(np.int64), lens) + within
+    dst = np.repeat(np.arange(len(lens), dtype=np.int64) * steps, lens) + within
+    return src, dst
+
+
+#: Per-process copies of stores on CUDA devices: store -> device -> modality -> tensor.
+_DEVICE_STORES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _store_tensors(store: FeatureStore, device: torch.device) -> dict[str, torch.Tensor]:
+    """The store's ragged arrays as tensors on ``device``: zero-copy views on CPU, one upload per CUDA device.
+
+    The IEMOCAP-size store is about 1 GB, so holding it on the GPU costs little there and removes
+    the per-step host-to-device copies.
+    """
+    if device.type == "cpu":
+        return {m: torch.from_numpy(store.data[m]) for m in store.modalities}
+    per_device = _DEVICE_STORES.setdefault(store, {})
+    if str(device) not in per_device:
+        per_device[str(device)] = {m: torch.from_numpy(store.data[m]).to(device) for m in store.modalities}
+    return per_device[str(device)]
