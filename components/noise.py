@@ -21,6 +21,7 @@ def noise_recipe(dataset: Input[Dataset], noise_types: list, noise_levels: list,
     """
     import json
 
+    from mer_lib.data.featureset import read_metadata
     from mer_lib.pipeline.noise import build_noise_recipe
 
     doc = build_noise_recipe(dataset.path, types=noise_types, levels=[int(t) for t in noise_levels],
@@ -29,4 +30,5 @@ def noise_recipe(dataset: Input[Dataset], noise_types: list, noise_levels: list,
         json.dump(doc, fh, indent=2)
     recipe.metadata.update({"types": doc["evaluation"]["types"], "levels": doc["evaluation"]["levels"],
                             "seed": noise_seed, "modalities": doc["modalities"],
-                            "data_fingerprint": dataset.metadata.get("fingerprint", "")})
+                            # From the files: the imported dataset artifact carries no metadata of its own.
+                            "data_fingerprint": read_metadata(dataset.path).get("fingerprint", "")})

@@ -21,19 +21,20 @@ Images and resources: every step runs the CPU image with CPU and memory requests
 from dataclasses import dataclass
 
 from kfp import dsl, kubernetes
-from kfp.dsl import PipelineTask
+from kfp.dsl import Dataset, PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 from kfp.dsl.pipeline_channel import PipelineChannel
 
-from components import MER_IMAGE_CPU, MER_IMAGE_GPU
+from components import MER_IMAGE_GPU
 from components.compare import compare_models
 from components.data import prepare_data
-from components.deploy import deploy_model
 from components.evaluate import evaluate_model
+from components.extract import extract_features, merge_features
 from components.gate import check_retrain
 from components.noise import noise_recipe
 from components.register import register_model
 from components.train import train_family
+from mer_lib.pipeline.gate import SKIP
 
 PIPELINE_NAME = "mer-training"
 #: Oldest KFP backend the package runs on (dsl.Collected over ParallelFor); also in pipelines/_client.py.
@@ -46,11 +47,10 @@ PIPELINE_DESCRIPTION = ("Multimodal emotion recognition robust to missing and no
 CHECKPOINT_MOUNT = "/mnt/mer-checkpoints"
 ALL_FOLDS = list(range(1, 11))
 #: Families trained per fold, in task order; each is one ``train_family`` task (see mer_lib.pipeline.stages).
-TRAINED_FAMILIES = ("ifmmin", "nmer", "baseline", "baseline_dropout")
+TRAINED_FAMILIES = ("ifmmin", "nmer", "baseline")
 #: Families trained on a GPU with the CUDA image; the others train on the CPU pool with the CPU image.
 GPU_FAMILIES = ("ifmmin", "nmer")
-FAMILY_LABELS = {"ifmmin": "IF-MMIN", "nmer": "NMER", "baseline": "baseline",
-                 "baseline_dropout": "modality-dropout baseline"}
+FAMILY_LABELS = {"ifmmin": "IF-MMIN", "nmer": "NMER", "baseline": "baseline"}
 #: Environment of GPU pods read by mer_lib.pipeline.device when no GPU is visible.
 NODE_NAME_ENV = "NODE_NAME"
 
@@ -77,7 +77,6 @@ STEP_RESOURCES: dict[str, Resources] = {
     "evaluate": Resources("2", "4", "4Gi", "8Gi"),
     "compare": Resources("500m", "1", "1Gi", "2Gi"),
     "register": Resources("500m", "1", "2Gi", "4Gi"),
-    "deploy": Resources("250m", "1", "512Mi", "1Gi"),
 }
 
 
@@ -165,6 +164,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
         data_uri: str = "",
         synthetic_preset: str = "iemocap",
         data_seed: int = 0,
+        extract_shards: int = 8,
         folds: list = ALL_FOLDS,
         epochs: int = 0,
         seed: int = 0,
@@ -185,16 +185,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
         registry_uri: str = "",
         model_name: str = "mer-emotion",
         promotion_margin: float = 0.0,
-        require_beat_baseline: bool = True,
         force_retrain: bool = False,
-        deploy: bool = False,
-        serving_image: str = MER_IMAGE_CPU,
-        serving_name: str = "mer-emotion",
-        serving_namespace: str = "",
-        # {} = mer_lib's defaults: a nested dict default would not compile byte-identically (Struct key order).
-        serving_resources: dict = {},  # noqa: B006
-        canary_traffic_percent: int = 100,
-        serving_service_account: str = "",
     ) -> None:
         """Train, evaluate, compare and (maybe) register the robust emotion recognition models.
 
@@ -204,6 +195,8 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                 (an IEMOCAP copy or a manifest) and goes through feature extraction.
             synthetic_preset: Synthetic corpus size when data_uri is empty: iemocap (5531 utterances), demo or tiny.
             data_seed: Seed of the synthetic corpus.
+            extract_shards: Raw media only: feature-extraction tasks run in parallel, each on its share of the
+                utterances (1-256); a synthetic corpus or an extracted feature set skips extraction.
             folds: Speaker-independent folds to train and evaluate (IEMOCAP: 1-10).
             epochs: Epochs per training stage; 0 keeps each recipe's (the papers' values).
             seed: Base training seed (each fold adds its number; same seed, same run).
@@ -229,19 +222,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                 into its own output artifact and always trains.
             model_name: Registered model name.
             promotion_margin: The challenger must beat the champion's primary metric (average_ua) by more than this.
-            require_beat_baseline: The challenger must also beat the best baseline trained in this run by more than
-                the margin; false = the champion rule alone (the decision and the model card say which rule decided).
             force_retrain: Train even when data, code and settings are unchanged since the champion.
-            deploy: After a promotion, create or update a KServe InferenceService serving the new champion (needs a
-                persistent registry_uri); off by default, never in a local run.
-            serving_image: Image of the serving pod (runs `mer serve`; the CPU image has the serving extra).
-            serving_name: Name of the KServe InferenceService.
-            serving_namespace: Namespace of the InferenceService; empty = the pipeline pod's own namespace.
-            serving_resources: Requests and limits of the serving container ({"requests": {...}, "limits": {...}});
-                empty = requests 1 CPU / 2Gi, limits 2 CPU / 4Gi.
-            canary_traffic_percent: Traffic share (1-100) of the new revision when the InferenceService already exists.
-            serving_service_account: Service account of the serving pod (needs read access to the registry); empty =
-                the namespace default.
         """
         gpu = {"accelerator_type": accelerator_type, "accelerator_count": accelerator_count,
                "node_selector": gpu_node_selector, "cpu": (train_cpu_request, train_cpu_limit),
@@ -249,19 +230,39 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
         gate = check_retrain(data_uri=data_uri, synthetic_preset=synthetic_preset, data_seed=data_seed, folds=folds,
                              epochs=epochs, seed=seed, training_overrides=training_overrides,
                              recipe=recipe, registry_uri=registry_uri, model_name=model_name,
-                             force_retrain=force_retrain)
+                             force_retrain=force_retrain, extract_shards=extract_shards)
         gate.set_display_name("should-retrain gate").set_caching_options(enable_caching=False)
         with_resources(gate, "gate")
 
-        with dsl.If(gate.outputs["Output"] == True, name="retrain"):  # noqa: E712 - a KFP condition, not a bool
-            data = prepare_data(data_uri=data_uri, synthetic_preset=synthetic_preset, data_seed=data_seed)
-            with_resources(data.set_display_name("data"), "data")
-            noise = noise_recipe(dataset=data.outputs["dataset"], noise_types=noise_types, noise_levels=noise_levels,
+        # The gate's route: "skip", or the data path ("raw" media are extracted, anything else is imported).
+        # Every data step takes the gate's source fingerprint: a cache hit needs the same data, not just the URI.
+        route, source_fp = gate.outputs["Output"], gate.outputs["source_fingerprint"]
+        with dsl.If(route != SKIP, name="retrain"):
+            with dsl.If(route == "raw", name="extract-features"):
+                with dsl.ParallelFor(gate.outputs["shards"], name="shards") as shard:
+                    part = extract_features(data_uri=data_uri, shard=shard, source_fingerprint=source_fp,
+                                            workers=int(float(STEP_RESOURCES["extract"].cpu_request)))
+                    with_resources(part.set_display_name("extract features (shard)"), "extract")
+                merged = merge_features(data_uri=data_uri, source_fingerprint=source_fp,
+                                        partials=dsl.Collected(part.outputs["partial"]))
+                with_resources(merged.set_display_name("merge features"), "merge")
+            with dsl.Else(name="import-data"):
+                data = prepare_data(data_uri=data_uri, synthetic_preset=synthetic_preset, data_seed=data_seed,
+                                    source_fingerprint=source_fp)
+                with_resources(data.set_display_name("data"), "data")
+            # One artifact for the rest of the DAG, whichever data path ran. dsl.OneOf over the two URIs and
+            # an importer, not over the artifacts: KFP backends before 2.17 resolve an artifact OneOf to its
+            # last branch (kubeflow/pipelines#13436) and kfp.local not at all.
+            importer = dsl.importer(artifact_uri=dsl.OneOf(merged.outputs["Output"], data.outputs["Output"]),
+                                    artifact_class=Dataset, reimport=False)
+            importer.set_display_name("feature set")
+            dataset = importer.output
+            noise = noise_recipe(dataset=dataset, noise_types=noise_types, noise_levels=noise_levels,
                                  noise_seed=noise_seed, training_overrides=training_overrides)
             with_resources(noise.set_display_name("noise recipe"), "noise")
 
             with dsl.ParallelFor(folds, parallelism=opts.fold_parallelism, name="folds") as fold:
-                common = {"dataset": data.outputs["dataset"], "fold": fold, "epochs": epochs, "seed": seed,
+                common = {"dataset": dataset, "fold": fold, "epochs": epochs, "seed": seed,
                           "training_overrides": training_overrides, "recipe": recipe,
                           "checkpoint_root": checkpoint_root, "run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
                 trained = {}
@@ -276,7 +277,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
 
             evals = {}
             for family, task in trained.items():
-                ev = evaluate_model(dataset=data.outputs["dataset"], fold_models=dsl.Collected(task.outputs["model"]),
+                ev = evaluate_model(dataset=dataset, fold_models=dsl.Collected(task.outputs["model"]),
                                     noise=noise.outputs["recipe"], device="cpu")
                 with_resources(ev.set_display_name(f"evaluate {family}"), "evaluate")
                 evals[family] = ev
@@ -284,9 +285,8 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             compare = compare_models(ifmmin_eval=evals["ifmmin"].outputs["evaluation"],
                                      nmer_eval=evals["nmer"].outputs["evaluation"],
                                      baseline_eval=evals["baseline"].outputs["evaluation"],
-                                     baseline_dropout_eval=evals["baseline_dropout"].outputs["evaluation"],
                                      registry_uri=registry_uri, model_name=model_name,
-                                     promotion_margin=promotion_margin, require_beat_baseline=require_beat_baseline)
+                                     promotion_margin=promotion_margin)
             # It reads the live champion: a cached decision could be stale.
             compare.set_display_name("compare").set_caching_options(enable_caching=False)
             with_resources(compare, "compare")
@@ -296,22 +296,11 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                 with branch(compare.outputs["Output"] == family, name=f"register-{family}"):
                     reg = register_model(model=evals[family].outputs["run_dir"],
                                          evaluation=evals[family].outputs["evaluation"],
-                                         dataset=data.outputs["dataset"], gate_decision=gate.outputs["decision"],
-                                         comparison=compare.outputs["comparison"], family=family,
-                                         registry_uri=registry_uri, model_name=model_name,
+                                         dataset=dataset, gate_decision=gate.outputs["decision"],
+                                         family=family, registry_uri=registry_uri, model_name=model_name,
                                          promotion_margin=promotion_margin, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
                     reg.set_display_name(f"register {family}").set_caching_options(enable_caching=False)
                     with_resources(reg, "register")
-                    with dsl.If(deploy == True, name=f"deploy-{family}"):  # noqa: E712 - a KFP condition
-                        dep = deploy_model(registration=reg.outputs["registration"], registry_uri=registry_uri,
-                                           serving_image=serving_image, serving_name=serving_name,
-                                           serving_namespace=serving_namespace, serving_resources=serving_resources,
-                                           canary_traffic_percent=canary_traffic_percent,
-                                           serving_service_account=serving_service_account,
-                                           run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
-                        # It reads the live champion and the live cluster: never reuse a cached result.
-                        dep.set_display_name(f"deploy {family}").set_caching_options(enable_caching=False)
-                        with_resources(dep, "deploy")
 
     return mer_training
 

@@ -67,6 +67,8 @@ def test_gpu_training_executors_request_accelerator_and_resources(docs: tuple[di
 def test_every_executor_requests_cpu_and_memory(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     for name, ex in spec["deploymentSpec"]["executors"].items():
+        if "importer" in ex:
+            continue  # the importer is no container of ours: KFP's launcher records a URI, with its own resources
         res = ex["container"].get("resources", {})
         for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
             assert res.get(key), (name, key)
@@ -83,7 +85,7 @@ def test_gpu_steps_require_a_gpu_and_name_node_and_image(docs: tuple[dict, dict]
         assert executors[name]["fieldPathAsEnv"] == [{"fieldPath": "spec.nodeName", "name": "NODE_NAME"}]
         env = spec["deploymentSpec"]["executors"][name]["container"]["env"]
         assert {"name": "MER_IMAGE", "value": MER_IMAGE_GPU} in env
-    loop = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]
+    loop = spec["components"][_component_holding(spec, "train-family")]["dag"]["tasks"]
     for task, family in zip(TRAIN_TASKS, ("ifmmin", "nmer", "baseline", "baseline_dropout"), strict=True):
         inputs = loop[task]["inputs"]["parameters"]
         assert inputs["family"] == {"runtimeValue": {"constant": family}}
@@ -109,7 +111,8 @@ def test_gpu_tasks_have_node_selector_and_toleration(docs: tuple[dict, dict]) ->
 def test_images_and_no_runtime_pip(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     executors = spec["deploymentSpec"]["executors"]
-    assert len(executors) == 16  # gate, data, noise, 4 train, 4 evaluate, compare, 2 register, 2 deploy
+    executors = {name: ex for name, ex in executors.items() if "container" in ex}  # not the importer
+    assert {"exec-extract-features", "exec-merge-features", "exec-prepare-data", *GPU_EXECUTORS} <= set(executors)
     assert MER_IMAGE_CPU != MER_IMAGE_GPU
     for name, ex in executors.items():
         assert ex["container"]["image"] == (MER_IMAGE_GPU if name in GPU_EXECUTORS else MER_IMAGE_CPU), name
@@ -120,7 +123,7 @@ def test_caching_and_retries(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     for task in (*TRAIN_TASKS, "check-retrain", "compare-models", "register-model", "register-model-2"):
         assert _find_task(spec, task)["cachingOptions"] == {}, task  # {} = caching disabled
-    for task in ("prepare-data", "noise-recipe", "evaluate-model"):
+    for task in ("prepare-data", "extract-features", "merge-features", "noise-recipe", "evaluate-model"):
         assert _find_task(spec, task)["cachingOptions"] == {"enableCache": True}, task
     for task in TRAIN_TASKS:
         assert _find_task(spec, task)["retryPolicy"] == {"maxRetryCount": 3, "backoffDuration": "120s",
@@ -129,36 +132,83 @@ def test_caching_and_retries(docs: tuple[dict, dict]) -> None:
         assert "retryPolicy" not in _find_task(spec, task)
 
 
+def _component_holding(spec: dict, task: str) -> str:
+    """Name of the (sub-)DAG component whose tasks include ``task``."""
+    return next(name for name, comp in _components_with_dag(spec).items() if task in comp["dag"]["tasks"])
+
+
 def test_dag_edges_and_control_flow(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
-    comps = spec["components"]
+    comps = _components_with_dag(spec)
     root = spec["root"]["dag"]["tasks"]
     assert set(root) == {"check-retrain", "condition-1"}
     assert root["condition-1"]["dependentTasks"] == ["check-retrain"]
     assert root["condition-1"]["triggerPolicy"]["condition"] == \
-        "inputs.parameter_values['pipelinechannel--check-retrain-Output'] == true"
+        "inputs.parameter_values['pipelinechannel--check-retrain-Output'] != 'skip'"
     inner = comps["comp-condition-1"]["dag"]["tasks"]
-    assert inner["noise-recipe"]["dependentTasks"] == ["prepare-data"]
-    loop = inner["for-loop-2"]
-    assert loop["dependentTasks"] == ["noise-recipe", "prepare-data"]
+
+    # Data: raw media -> extraction fanned out over shards -> merge; anything else -> the data step.
+    raw = comps[_component_holding(spec, "merge-features")]
+    loop_name = next(t for t in raw["dag"]["tasks"] if t.startswith("for-loop"))
+    shard_loop = raw["dag"]["tasks"][loop_name]
+    assert shard_loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--check-retrain-shards"}
+    assert set(comps[shard_loop["componentRef"]["name"]]["dag"]["tasks"]) == {"extract-features"}
+    merge = raw["dag"]["tasks"]["merge-features"]
+    assert merge["dependentTasks"] == [loop_name]
+    assert merge["inputs"]["artifacts"]["partials"]["taskOutputArtifact"]["producerTask"] == loop_name  # Collected
+    branches_name = next(t for t in inner if t.startswith("condition-branches") and "importer" not in
+                         inner[t].get("dependentTasks", []) and t in inner["importer"]["dependentTasks"])
+    branches = comps[inner[branches_name]["componentRef"]["name"]]["dag"]["tasks"]
+    conds = sorted(t["triggerPolicy"]["condition"] for t in branches.values())
+    assert conds == ["!(inputs.parameter_values['pipelinechannel--check-retrain-Output'] == 'raw')",
+                     "inputs.parameter_values['pipelinechannel--check-retrain-Output'] == 'raw'"]
+    assert "prepare-data" in comps[_component_holding(spec, "prepare-data")]["dag"]["tasks"]
+    # One dataset for the rest of the DAG: an importer of whichever branch's URI (a parameter dsl.OneOf).
+    assert inner["importer"]["inputs"]["parameters"]["uri"]["taskOutputParameter"]["producerTask"] == branches_name
+    assert spec["deploymentSpec"]["executors"]["exec-importer"]["importer"]["artifactUri"] == \
+        {"runtimeParameter": "uri"}
+
+    assert inner["noise-recipe"]["dependentTasks"] == ["importer"]
+    fold_loop = next(t for t, v in inner.items() if t.startswith("for-loop"))
+    loop = inner[fold_loop]
+    assert loop["dependentTasks"] == ["importer", "noise-recipe"]
     assert loop["iteratorPolicy"] == {"parallelismLimit": PipelineOptions().fold_parallelism}
     assert loop["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--folds"}
-    assert set(comps["comp-for-loop-2"]["dag"]["tasks"]) == set(TRAIN_TASKS)
+    fold_tasks = comps[loop["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(TRAIN_TASKS) <= set(fold_tasks)
+    for task in TRAIN_TASKS:
+        src = fold_tasks[task]["inputs"]["artifacts"]["dataset"]
+        assert src == {"componentInputArtifact": "pipelinechannel--importer-artifact"}
+    evaluations = sorted(t for t in inner if t.startswith("evaluate-model"))
     collected = {}
-    evaluations = ("evaluate-model", "evaluate-model-2", "evaluate-model-3", "evaluate-model-4")
     for ev in evaluations:
-        assert inner[ev]["dependentTasks"] == ["for-loop-2", "noise-recipe", "prepare-data"]
+        assert inner[ev]["dependentTasks"] == [fold_loop, "importer", "noise-recipe"]
         src = inner[ev]["inputs"]["artifacts"]["fold_models"]["taskOutputArtifact"]
-        assert src["producerTask"] == "for-loop-2"  # dsl.Collected of the loop's per-fold models
+        assert src["producerTask"] == fold_loop  # dsl.Collected of the loop's per-fold models
         collected[ev] = src["outputArtifactKey"]
-    assert sorted(collected.values()) == sorted(f"pipelinechannel--{t}-model" for t in TRAIN_TASKS)
-    loop_out = comps["comp-for-loop-2"]["outputDefinitions"]["artifacts"]
+    assert set(f"pipelinechannel--{t}-model" for t in TRAIN_TASKS) <= set(collected.values())
+    loop_out = comps[loop["componentRef"]["name"]]["outputDefinitions"]["artifacts"]
     assert all(loop_out[k]["isArtifactList"] for k in collected.values())
-    assert inner["compare-models"]["dependentTasks"] == list(evaluations)  # both baselines are compared
-    branches = comps[inner["condition-branches-3"]["componentRef"]["name"]]["dag"]["tasks"]
-    conds = {t["triggerPolicy"]["condition"] for t in branches.values()}
+    assert inner["compare-models"]["dependentTasks"] == evaluations
+    register = next(t for t in inner if t.startswith("condition-branches") and t != branches_name)
+    reg_branches = comps[inner[register]["componentRef"]["name"]]["dag"]["tasks"]
+    conds = {t["triggerPolicy"]["condition"] for t in reg_branches.values()}
     assert any("== 'nmer'" in c for c in conds) and any("== 'ifmmin'" in c for c in conds)
-    assert "compare-models" in inner["condition-branches-3"]["dependentTasks"]
+    assert "compare-models" in inner[register]["dependentTasks"]
+
+
+def test_no_cached_task_is_keyed_on_the_data_location_alone(docs: tuple[dict, dict]) -> None:
+    # New data under the same data_uri must never be served from the cache (stale-data retraining).
+    spec, _ = docs
+    seen = set()
+    for comp in _components_with_dag(spec).values():
+        for name, task in comp["dag"]["tasks"].items():
+            params = task.get("inputs", {}).get("parameters", {})
+            if "data_uri" in params and task.get("cachingOptions", {}).get("enableCache"):
+                assert params["source_fingerprint"] == \
+                    {"componentInputParameter": "pipelinechannel--check-retrain-source_fingerprint"}, name
+                seen.add(name)
+    assert seen == {"prepare-data", "extract-features", "merge-features"}
 
 
 def test_every_subdag_input_reference_is_declared(docs: tuple[dict, dict]) -> None:
@@ -189,7 +239,6 @@ def test_run_id_placeholder_reaches_training_and_registration(docs: tuple[dict, 
 def test_parameters_have_defaults_and_descriptions(docs: tuple[dict, dict]) -> None:
     spec, _ = docs
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert len(params) == 32
     for name, p in params.items():
         assert p.get("isOptional") is True and "defaultValue" in p, name
         assert len(p.get("description", "")) > 15, name
@@ -202,6 +251,8 @@ def test_parameters_have_defaults_and_descriptions(docs: tuple[dict, dict]) -> N
                                            "parameterType": "NUMBER_INTEGER"}
     assert params["gpu_node_selector"]["defaultValue"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert params["force_retrain"]["defaultValue"] is False
+    assert params["extract_shards"] == {**params["extract_shards"], "defaultValue": 8.0,
+                                        "parameterType": "NUMBER_INTEGER"}
     # Fits a g2-standard-4 (4 vCPU, 16 GB, one L4): about 3.9 CPU and 12 GiB allocatable.
     assert (params["train_cpu_request"]["defaultValue"], params["train_memory_request"]["defaultValue"]) == \
         ("3", "8Gi")
@@ -224,7 +275,8 @@ def test_image_env_and_compile_options(tmp_path: Path) -> None:
                                   "--fold-parallelism", "2", "--param", "registry_uri=gs://b/registry",
                                   "--param", "folds=[1,2]")
     spec, platform = list(yaml.safe_load_all(data))
-    assert {ex["container"]["image"] for ex in spec["deploymentSpec"]["executors"].values()} == {image}  # one for all
+    assert {ex["container"]["image"] for ex in spec["deploymentSpec"]["executors"].values()
+            if "container" in ex} == {image}  # one for all
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for name in (*GPU_EXECUTORS, CPU_TRAIN_EXECUTOR):
         assert executors[name]["pvcMount"] == [{"constant": "mer-ckpt", "mountPath": CHECKPOINT_MOUNT,
@@ -232,7 +284,8 @@ def test_image_env_and_compile_options(tmp_path: Path) -> None:
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["registry_uri"]["defaultValue"] == "gs://b/registry"
     assert params["folds"]["defaultValue"] == [1, 2]
-    loop = spec["components"]["comp-condition-1"]["dag"]["tasks"]["for-loop-2"]
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    loop = next(t for name, t in inner.items() if name.startswith("for-loop"))  # the fold loop
     assert loop["iteratorPolicy"] == {"parallelismLimit": 2}
 
 
@@ -241,7 +294,8 @@ def test_cpu_and_gpu_images_from_the_environment(tmp_path: Path) -> None:
     gpu = "europe-docker.pkg.dev/p/mer/mer-cuda@sha256:" + "ef" * 32
     env = {"MER_IMAGE_CPU": cpu, "MER_IMAGE_GPU": gpu, "MER_IMAGE": ""}
     spec, _ = list(yaml.safe_load_all(_compile_in_subprocess(tmp_path / "two.yaml", env)))
-    images = {name: ex["container"]["image"] for name, ex in spec["deploymentSpec"]["executors"].items()}
+    images = {name: ex["container"]["image"] for name, ex in spec["deploymentSpec"]["executors"].items()
+              if "container" in ex}
     assert {images[n] for n in GPU_EXECUTORS} == {gpu}
     assert {i for n, i in images.items() if n not in GPU_EXECUTORS} == {cpu}
     # The minimum backend travels with the package (the UI shows the description).

@@ -17,16 +17,16 @@ from components.gate import check_retrain  # noqa: E402
 from components.noise import noise_recipe  # noqa: E402
 from components.register import register_model  # noqa: E402
 from components.train import train_family  # noqa: E402
+from mer_lib.pipeline.data import DataChangedError, source_fingerprint  # noqa: E402
 
 #: Small networks so the whole chain trains in seconds (named config options, not the recipe).
 TINY_NETS = ["model_params.embd_size=16", "model_params.cls_layers=[16,16]", "model_params.vae_layers=1",
              "model_params.ae_layers=[16,8]", "model_params.ae_blocks=1", "train.tensorboard=false"]
-FAMILIES = ("ifmmin", "nmer", "baseline", "baseline_dropout")
-FINAL = {"ifmmin": "ifmmin", "nmer": "nmer", "baseline": "utt_fusion", "baseline_dropout": "utt_fusion_dropout"}
-RECIPES = {"ifmmin": "faithful", "nmer": "improved", "baseline": "improved", "baseline_dropout": "faithful"}
+FAMILIES = ("ifmmin", "nmer", "baseline")
+FINAL = {"ifmmin": "ifmmin", "nmer": "nmer", "baseline": "utt_fusion"}
+RECIPES = {"ifmmin": "faithful", "nmer": "improved", "baseline": "improved"}
 STAGE_RECIPES = {"ifmmin": {"utt_shared": "faithful", "ifmmin": "faithful"},
-                 "nmer": {"nmer_pretrain": "faithful", "nmer": "improved"}, "baseline": {"utt_fusion": "faithful"},
-                 "baseline_dropout": {"utt_fusion_dropout": "faithful"}}
+                 "nmer": {"nmer_pretrain": "faithful", "nmer": "improved"}, "baseline": {"utt_fusion": "faithful"}}
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +40,20 @@ def _art(cls: type, path: Path) -> Artifact:
 
 def _gate(work: Path, name: str, registry: str) -> tuple[bool, Artifact]:
     decision = _art(Artifact, work / name)
-    retrain = check_retrain.python_func(data_uri="", synthetic_preset="tiny", data_seed=0, folds=[1], epochs=1,
-                                        seed=0, training_overrides=TINY_NETS, recipe="faithful", registry_uri=registry,
-                                        model_name="mer-test", force_retrain=False, decision=decision)
-    return retrain, decision
+    out = check_retrain.python_func(data_uri="", synthetic_preset="tiny", data_seed=0, folds=[1], epochs=1,
+                                    seed=0, training_overrides=TINY_NETS, recipe="faithful", registry_uri=registry,
+                                    model_name="mer-test", force_retrain=False, extract_shards=4, decision=decision)
+    assert out.Output in ("skip", "synthetic") and out.shards == []  # no extraction for a synthetic corpus
+    assert out.source_fingerprint == decision.metadata["source_fingerprint"]
+    return out.Output != "skip", decision
 
 
 @pytest.fixture(scope="module")
 def dataset(work: Path) -> Dataset:
     ds = _art(Dataset, work / "dataset")
-    fp = prepare_data.python_func(data_uri="", synthetic_preset="tiny", data_seed=0, dataset=ds)
-    assert fp == ds.metadata["fingerprint"]
+    uri = prepare_data.python_func(data_uri="", synthetic_preset="tiny", data_seed=0,
+                                   source_fingerprint=source_fingerprint("", preset="tiny", seed=0), dataset=ds)
+    assert uri == ds.uri  # what the pipeline's importer reads
     return ds
 
 
@@ -96,9 +99,8 @@ def compared(work: Path, evaluated: dict[str, dict]) -> tuple[str, dict[str, Art
     family = compare_models.python_func(ifmmin_eval=evaluated["ifmmin"]["evaluation"],
                                         nmer_eval=evaluated["nmer"]["evaluation"],
                                         baseline_eval=evaluated["baseline"]["evaluation"],
-                                        baseline_dropout_eval=evaluated["baseline_dropout"]["evaluation"],
                                         registry_uri=str(work / "registry"), model_name="mer-test",
-                                        promotion_margin=0.0, require_beat_baseline=False, **arts)
+                                        promotion_margin=0.0, **arts)
     return family, arts
 
 
@@ -109,6 +111,17 @@ def test_synthetic_data_matches_the_shared_tiny_corpus(dataset: Dataset, tiny_da
     assert dataset.metadata["num_utterances"] == 80
     assert dataset.metadata["label_names"] == ["happy", "angry", "sad", "neutral"]
     assert (Path(dataset.path) / "target" / "1" / "trn_label.npy").exists()
+
+
+def test_data_step_refuses_data_other_than_the_gate_saw(work: Path, tiny_data: Path) -> None:
+    gate_fp = source_fingerprint(str(tiny_data), preset="tiny", seed=0)
+    with pytest.raises(DataChangedError, match="changed after the gate fingerprinted it"):
+        prepare_data.python_func(data_uri=str(tiny_data), synthetic_preset="tiny", data_seed=0,
+                                 source_fingerprint="0" * 64, dataset=_art(Dataset, work / "stale"))
+    ok = _art(Dataset, work / "imported")
+    prepare_data.python_func(data_uri=str(tiny_data), synthetic_preset="tiny", data_seed=0,
+                             source_fingerprint=gate_fp, dataset=ok)
+    assert ok.metadata["source_fingerprint"] == gate_fp and ok.metadata["source_kind"] == "featureset"
 
 
 def test_gate_trains_without_a_champion(work: Path) -> None:
@@ -218,27 +231,24 @@ def test_compare_picks_the_best_robust_model(compared: tuple[str, dict[str, Arti
     assert family == best  # no champion yet: the better of IF-MMIN and NMER is registered
     decision = json.loads((Path(arts["comparison"].path) / "decision.json").read_text())
     assert decision["register"] is True and decision["challenger_score"] == pytest.approx(evaluated[best]["primary"])
-    # both baselines are reported next to the decision (never registered; gated on unless switched off, as here)
-    assert decision["rule"] == "beat the champion"
-    scores = {b: evaluated[b]["primary"] for b in ("baseline", "baseline_dropout")}
-    assert decision["baselines"] == pytest.approx(scores)
-    assert decision["reference"] == max(decision["baselines"], key=decision["baselines"].get)
-    assert ("not above the best baseline" in decision["reason"]) == \
-        (decision["challenger_score"] <= decision["reference_score"])
-    assert set(arts["comparison"].metadata["ranking"]) == {"ifmmin", "nmer", "baseline", "baseline_dropout"}
+    # the baseline is reported next to the decision (never registered, never gated on)
+    assert decision["reference"] == "baseline"
+    assert decision["reference_score"] == pytest.approx(evaluated["baseline"]["primary"])
+    assert ("below the baseline reference" in decision["reason"]) == \
+        (decision["challenger_score"] < decision["reference_score"])
+    assert set(arts["comparison"].metadata["ranking"]) == {"ifmmin", "nmer", "baseline"}
     assert "| ifmmin |" in Path(arts["report_md"].path).read_text()
 
 
 def test_register_then_the_gate_skips_an_unchanged_rerun(work: Path, dataset: Dataset,
                                                          compared: tuple[str, dict[str, Artifact]],
                                                          evaluated: dict[str, dict]) -> None:
-    family, arts = compared
+    family, _ = compared
     registry = str(work / "registry")
     _, decision = _gate(work, "gate-before-register", registry)
     reg = _art(Artifact, work / "registration")
     version = register_model.python_func(model=evaluated[family]["run_dir"], evaluation=evaluated[family]["evaluation"],
-                                         dataset=dataset, gate_decision=decision, comparison=arts["comparison"],
-                                         family=family, registry_uri=registry,
+                                         dataset=dataset, gate_decision=decision, family=family, registry_uri=registry,
                                          model_name="mer-test", promotion_margin=0.0, run_id="run-1", registration=reg)
     assert version == 1
     result = json.loads((Path(reg.path) / "registration.json").read_text())

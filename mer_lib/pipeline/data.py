@@ -6,7 +6,13 @@ editing anything (empty: the synthetic corpus) and pointing it at real data runs
 - ``""`` or ``synthetic:<preset>``: :func:`mer_lib.data.synth.generate` (no licence restrictions);
 - a directory/URI holding ``featureset.json`` or the released ``A/ V/ L/ target/`` layout: imported as is;
 - a ``.csv`` manifest or any other directory/URI: raw media (a manifest, or an IEMOCAP release copy),
-  run through :func:`mer_lib.features.api.extract` with its default (permissively licensed) extractors.
+  run through :func:`mer_lib.features.api.extract` with its default (permissively licensed) extractors
+  (in the pipeline: the sharded extraction step, :mod:`mer_lib.pipeline.extract`).
+
+Fresh data: the gate fingerprints the source (:func:`source_fingerprint`) and the steps that read it
+take that fingerprint as an input, so a cached step is never keyed on the location alone, and
+:func:`verify_source` refuses data that changed after the gate looked at it: what a run records is
+what it trained on.
 """
 
 from __future__ import annotations
@@ -17,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mer_lib import storage
-from mer_lib.data.featureset import METADATA, FeatureSetError, fingerprint, list_folds, read_metadata, spec_for
-from mer_lib.data.folds import guard_folds
+from mer_lib.data.featureset import METADATA, FeatureSetError, fingerprint, read_metadata, spec_for
 
 SYNTHETIC_PREFIX = "synthetic:"
 #: Files whose presence marks a directory as a feature set rather than raw media.
@@ -98,8 +103,38 @@ def source_fingerprint(data_uri: str, *, preset: str, seed: int) -> str:
     return "raw:" + _listing_digest(data_uri)
 
 
+def artifact_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a feature-set artifact shows in KFP (MLMD) from :func:`prepare_data`'s or the merge's result."""
+    return {"fingerprint": meta["fingerprint"], "source": meta["source"], "source_kind": meta["source_kind"],
+            "source_fingerprint": meta["source_fingerprint"], "label_names": meta.get("label_names", []),
+            "num_utterances": meta.get("num_utterances", 0), "feature_spec": meta.get("spec", {})}
+
+
+class DataChangedError(RuntimeError):
+    """The data under a URI changed between the gate's fingerprint and a step that reads it."""
+
+
+def verify_source(data_uri: str, expected: str, *, preset: str = "iemocap", seed: int = 0) -> str:
+    """Check that ``data_uri`` still has the fingerprint ``expected`` (the gate's); "" checks nothing.
+
+    Returns:
+        The current fingerprint ("" when nothing was checked).
+
+    Raises:
+        DataChangedError: the data changed since the gate ran (the run would record data it did not train on).
+    """
+    if not expected:
+        return ""
+    now = source_fingerprint(data_uri, preset=preset, seed=seed)
+    if now != expected:
+        raise DataChangedError(f"data_uri {data_uri or '(synthetic)'!r} changed after the gate fingerprinted it "
+                               f"(gate {expected[:16]}..., now {now[:16]}...): this run would train on other data than "
+                               "it records; start the pipeline again")
+    return now
+
+
 def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0, workers: int = 1,
-                 progress: bool | None = None) -> dict[str, Any]:
+                 progress: bool | None = None, expected_fingerprint: str = "") -> dict[str, Any]:
     """Materialise the pipeline's feature set at ``out`` (a new or empty directory).
 
     Args:
@@ -109,15 +144,19 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
         seed: synthetic generator seed.
         workers: feature-extraction processes (raw media).
         progress: progress bars (default: on for a terminal).
+        expected_fingerprint: the gate's :func:`source_fingerprint` of ``data_uri``; checked before the data
+            is read and, for an imported feature set, on the copy ("" = no check).
 
     Returns:
-        The feature set's ``featureset.json`` plus ``source`` (the URI) and ``source_kind``.
+        The feature set's ``featureset.json`` plus ``source`` (the URI), ``source_kind`` and
+        ``source_fingerprint``.
 
     Raises:
         FeatureSetError: an imported feature set without fold lists.
-        FoldLeakError: a fold whose splits share an utterance or a speaker.
         FileExistsError: ``out`` is not empty.
+        DataChangedError: the data no longer has ``expected_fingerprint``.
     """
+    verify_source(data_uri, expected_fingerprint, preset=preset, seed=seed)
     kind = source_kind(data_uri)
     show = bool(progress) if progress is not None else False
     if kind == "synthetic":
@@ -129,16 +168,16 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
         meta = read_metadata(root)
         if not (root / "target").is_dir():
             raise FeatureSetError(f"{data_uri}: feature set has no target/ folder (fold lists)")
-        guard_folds(root, list_folds(root), where=data_uri)  # before the copy: refuse leaking folds
         with storage.staged_dir(out) as stage:
             storage.upload_dir(root, stage, overwrite=True)
         if not meta.get("fingerprint"):
             meta = {**meta, "fingerprint": fingerprint(out, spec_for(out))}
+        # The copy is what trains: it must be the data the gate fingerprinted, not a newer upload.
+        verify_source(out, expected_fingerprint)
     else:
         from mer_lib.features.api import extract
 
         source = "manifest" if data_uri.endswith(".csv") else "iemocap"
         meta = extract(source, data_uri, out, workers=workers)["metadata"]
-    if kind != "featureset":
-        guard_folds(storage.localize(out), list_folds(storage.localize(out)), where=data_uri or "synthetic corpus")
-    return {**meta, "source": data_uri or f"{SYNTHETIC_PREFIX}{preset}", "source_kind": kind}
+    return {**meta, "source": data_uri or f"{SYNTHETIC_PREFIX}{preset}", "source_kind": kind,
+            "source_fingerprint": expected_fingerprint or source_fingerprint(data_uri, preset=preset, seed=seed)}

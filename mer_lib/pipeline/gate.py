@@ -59,6 +59,15 @@ class RetrainDecision:
         return asdict(self)
 
 
+#: The gate's route when nothing needs training.
+SKIP = "skip"
+
+
+def route(retrain: bool, kind: str) -> str:
+    """The pipeline's path after the gate: :data:`SKIP`, or the data source kind to build the data from."""
+    return kind if retrain else SKIP
+
+
 def recorded_fingerprint(config: Mapping[str, Any]) -> str:
     """The training fingerprint a registered version's config carries ("" when none)."""
     info = config.get(PIPELINE_KEY)
