@@ -133,9 +133,9 @@ def summarize(run_dir: Path, registry_uri: str, model_name: str) -> str:
         lines.append(f"registered: {r['model_name']} v{r['version']} at {r['uri']} "
                      f"({r['metric']} {r['score']:.4f}); promoted: {r['promoted']} ({r['reason']})")
     if registry_uri:
-        from mer_lib.registry.uri import UriRegistry
+        from mer_lib.registry import open_registry
 
-        champ = UriRegistry(registry_uri).champion(model_name)
+        champ = open_registry(registry_uri).champion(model_name)
         lines.append(f"champion: {model_name} v{champ.number} ({champ.extra.get('card_context', {}).get('model_type')}"
                      f", run {champ.run_id}) at {champ.uri}" if champ else f"champion: none in {registry_uri}")
     return "\n".join(lines)

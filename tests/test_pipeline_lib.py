@@ -98,9 +98,9 @@ class _Registry:
 
 
 def test_decide_retrain_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mer_lib.registry.uri as uri
+    import mer_lib.pipeline.gate as gate
 
-    monkeypatch.setattr(uri, "UriRegistry", _Registry)
+    monkeypatch.setattr(gate, "open_registry", _Registry)
     kw = {"source_fp": "S", "code_fp": "C", "settings": SETTINGS}
     fp = training_fingerprint("S", "C", SETTINGS)
     assert decide_retrain("", "m", **kw).retrain  # no registry: always train

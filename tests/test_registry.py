@@ -308,3 +308,64 @@ def test_kubeflow_adapter_without_extra(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "model_registry", None)  # makes the import fail
     with pytest.raises(RegistryError, match=r"pip install 'mer-lib\[modelregistry\]'"):
         KubeflowModelRegistry("https://mr.example", artifacts=str(tmp_path))
+
+
+def test_open_registry_selects_the_kubeflow_adapter_by_uri(tmp_path: Path, model_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from mer_lib.registry import open_registry
+    from tests.fake_model_registry import FakeModelRegistry
+
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", "mr-token")
+    files = tmp_path / "files"
+    with FakeModelRegistry() as server:
+        host_port = server.url.removeprefix("http://")
+        reg = open_registry(f"modelregistry://{host_port}?artifacts={files}&secure=false&author=ci")
+        assert isinstance(reg, KubeflowModelRegistry) and reg.artifacts.root == str(files)
+        assert reg.champion("ifmmin") is None and server.requests == []  # reading the champion: no server call
+        v = reg.register("ifmmin", model_dir, metrics={"average_ua": 0.7}, data_fingerprint=FP, config={},
+                         run_id="kfp-run-7")
+        assert reg.promote_if_better("ifmmin", v.number).promoted  # the pointer stays with the files (atomic)
+        assert reg.champion("ifmmin").number == 1 and (files / "ifmmin" / "champion.json").exists()
+        # What the real model-registry client sent: the model, version 1 with its metrics, and the artifact
+        # pointing at the registered files with the KFP run as lineage.
+        assert {r.authorization for r in server.requests} == {"Bearer mr-token"}
+        (model,) = server.state.models.values()
+        (version,) = server.state.versions.values()
+        (artifact,) = server.state.artifacts.values()
+        assert model["name"] == "ifmmin" and version["name"] == "1" and version["author"] == "ci"
+        assert version["customProperties"]["metric.average_ua"]["double_value"] == 0.7
+        assert version["customProperties"]["data_fingerprint"]["string_value"] == FP
+        assert artifact["uri"] == v.model_uri and artifact["modelFormatName"] == "pytorch"
+        assert (artifact["modelSourceKind"], artifact["modelSourceId"]) == ("kfp", "kfp-run-7")
+    # A plain path or gs:// URI stays the file registry.
+    assert isinstance(open_registry(str(tmp_path / "plain")), UriRegistry)
+
+
+@pytest.mark.parametrize("uri, message", [
+    ("modelregistry://?artifacts=gs://b/r", "no Model Registry host"),
+    ("modelregistry://mr.kubeflow:80x?artifacts=gs://b/r", "bad port"),
+    ("modelregistry://mr.kubeflow:8080", "no artifacts=URI"),
+    ("modelregistry://mr.kubeflow:8080/reg?artifacts=gs://b/r", "unexpected path '/reg'"),
+    ("modelregistry://mr.kubeflow?artifacts=gs://b/r&secure=maybe", "secure='maybe'; expected true or false"),
+    ("modelregistry://mr.kubeflow?artifacts=gs://b/r&tls=1", "unknown query key"),
+])
+def test_model_registry_uri_errors(uri: str, message: str) -> None:
+    from mer_lib.registry import open_registry
+
+    with pytest.raises(RegistryError, match=message):
+        open_registry(uri)
+
+
+def test_model_registry_uri_defaults_and_unreachable_server(tmp_path: Path, model_dir: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from mer_lib.registry.kubeflow import parse_model_registry_uri
+
+    assert parse_model_registry_uri("modelregistry://mr.example?artifacts=gs://b/r") == {
+        "server_address": "https://mr.example", "port": 443, "artifacts": "gs://b/r", "is_secure": True}
+    assert parse_model_registry_uri("modelregistry://mr:9000?artifacts=x&secure=false")["port"] == 9000
+    # Nothing listens on port 9 (discard) of loopback: a clear error naming the server, files untouched.
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", "t")
+    reg = KubeflowModelRegistry("http://127.0.0.1", 9, artifacts=str(tmp_path / "files"), is_secure=False)
+    with pytest.raises(RegistryError, match="cannot connect to Kubeflow Model Registry at http://127.0.0.1:9"):
+        reg.register("ifmmin", model_dir, metrics={"average_ua": 0.7}, data_fingerprint=FP, config={})
+    assert reg.list_versions("ifmmin") == []

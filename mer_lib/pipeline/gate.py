@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mer_lib.registry import open_registry
+
 #: Key under a registered version's ``config`` that holds the pipeline provenance.
 PIPELINE_KEY = "pipeline"
 CODE_SUFFIXES = (".py", ".yaml")
@@ -79,7 +81,8 @@ def decide_retrain(registry_uri: str, model_name: str, *, source_fp: str, code_f
     """Retrain unless the champion was trained from the same data, code and settings.
 
     Args:
-        registry_uri: registry root (local or gs://); empty means no persistent registry, so always train.
+        registry_uri: registry root (local or gs://, or a ``modelregistry://`` URI); empty means no persistent
+            registry, so always train.
         model_name: registry name of the model.
         source_fp: data source fingerprint.
         code_fp: code fingerprint.
@@ -98,9 +101,7 @@ def decide_retrain(registry_uri: str, model_name: str, *, source_fp: str, code_f
         return out(True, "force_retrain is set")
     if not registry_uri:
         return out(True, "no persistent registry configured (registry_uri is empty): nothing to compare with")
-    from mer_lib.registry.uri import UriRegistry
-
-    champion = UriRegistry(registry_uri).champion(model_name)
+    champion = open_registry(registry_uri).champion(model_name)
     if champion is None:
         return out(True, f"{model_name} has no champion yet in {registry_uri}")
     old = recorded_fingerprint(champion.config)
