@@ -194,7 +194,10 @@ class BatchLoader:
             lens = st.lengths[m][rows]
             lengths[:, j] = st.true_lengths[m][rows]
             steps = max(int(lens.max()), self.min_length.get(m, 0))
-            src, dst = _frame_indices(st.offsets[m][rows], lens, steps)
+            # copy the rows the store holds (all stored frames, or only the real ones of a store that
+            # drops in-file zero padding) and pad to the stored length either way
+            held = st.offsets[m][rows + 1] - st.offsets[m][rows]
+            src, dst = _frame_indices(st.offsets[m][rows], held, steps)
             data = self._tensors[m]
             frames = data.index_select(0, torch.from_numpy(src).to(self.device))
             if m == "a":
