@@ -1,8 +1,9 @@
 """Compile the pipelines to KFP packages: ``python pipelines/compile.py [--output build/mer_pipeline.yaml]``.
 
 The package is byte-identical on repeated runs with the same sources, kfp version and options.
-The image comes from ``MER_IMAGE`` (see :mod:`components`); ``--param key=value`` bakes a different
-default into a pipeline parameter (e.g. the registry of a cluster), so the UI form is prefilled.
+The images come from ``MER_IMAGE_CPU`` and ``MER_IMAGE_GPU`` (see :mod:`components`); ``--param key=value``
+bakes a different default into a pipeline parameter (typed like ``submit.py --param``, e.g. the registry of
+a cluster), so the UI form is prefilled.
 """
 
 import argparse
@@ -20,6 +21,7 @@ if str(REPO) not in sys.path:  # run as a script: make `components` and `pipelin
 from kfp import compiler  # noqa: E402
 from kfp.dsl.graph_component import GraphComponent  # noqa: E402
 
+from components import MER_IMAGE_CPU, MER_IMAGE_GPU  # noqa: E402
 from pipelines._client import MIN_BACKEND, RECOMMENDED_BACKEND, typed_value  # noqa: E402
 from pipelines.batch_predict import build_batch_predict_pipeline  # noqa: E402
 from pipelines.training import PipelineOptions, build_training_pipeline  # noqa: E402
@@ -126,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             params = parse_params([p for p in args.param if p.partition("=")[0] in known], known)
             output = Path(args.output or REPO / default_out)
             digest = compile_pipeline(name, output, opts, params)
-            print(f"wrote {output} ({output.stat().st_size} bytes, sha256 {digest[:16]}) with image "
-                  f"{os.environ.get('MER_IMAGE') or 'default'}; needs KFP backend "
+            print(f"wrote {output} ({output.stat().st_size} bytes, sha256 {digest[:16]}) with images "
+                  f"{MER_IMAGE_CPU} (CPU steps) and {MER_IMAGE_GPU} (GPU steps); needs KFP backend "
                   f"{'.'.join(map(str, MIN_BACKEND))}+ ({RECOMMENDED_BACKEND} recommended)")
     except ValueError as exc:
         parser.error(str(exc))

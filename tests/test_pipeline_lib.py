@@ -276,3 +276,27 @@ def test_verify_source_catches_data_changed_under_the_same_uri(tiny_data: Path, 
     with pytest.raises(pdata.DataChangedError, match=f"gate {before[:16]}..., now new"):
         pdata.verify_source(str(copy), before)
     assert route(False, "raw") == SKIP and route(True, "raw") == "raw"
+
+
+def test_code_fingerprint_covers_the_dependency_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mer_lib.pipeline.gate import LOCKS_ENV, lock_files
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("x = 1\n")
+    lock = tmp_path / "image" / "constraints.txt"
+    lock.parent.mkdir()
+    lock.write_text("numpy==2.3.0\n")
+    fp = code_fingerprint(pkg, locks=[lock])
+    assert code_fingerprint(pkg, locks=[]) != fp
+    lock.write_text("numpy==2.3.1\n")  # a rebuild with another library version is a change
+    assert code_fingerprint(pkg, locks=[lock]) != fp
+    # In an image the locks are named by the environment; a missing one is a broken image.
+    monkeypatch.setenv(LOCKS_ENV, str(lock))
+    assert lock_files() == [lock]
+    monkeypatch.setenv(LOCKS_ENV, f"{lock}:{tmp_path / 'gone.txt'}")
+    with pytest.raises(FileNotFoundError, match="gone.txt"):
+        lock_files()
+    monkeypatch.delenv(LOCKS_ENV)
+    # In the checkout: the committed lock files of both images.
+    assert sorted(p.name for p in lock_files()) == ["constraints-cuda.txt", "constraints.txt"]

@@ -2,7 +2,8 @@
 
 A run's *training fingerprint* combines three parts: the data source fingerprint
 (:func:`mer_lib.pipeline.data.source_fingerprint`), the code fingerprint (every ``.py`` and recipe
-``.yaml`` of the installed ``mer_lib``, so a new image counts as a change) and the run's training
+``.yaml`` of the installed ``mer_lib`` plus the dependency lock files the images are built from, so a
+new image or a rebuild with other library versions counts as a change) and the run's training
 settings (models, folds, epochs, seeds, overrides). Registration stores it with the version
 (``config["pipeline"]["training_fingerprint"]``); the gate compares it with the champion's.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,13 +23,35 @@ from mer_lib.registry import open_registry
 #: Key under a registered version's ``config`` that holds the pipeline provenance.
 PIPELINE_KEY = "pipeline"
 CODE_SUFFIXES = (".py", ".yaml")
+#: The images set this to their copies of the lock files (``os.pathsep``-separated paths).
+LOCKS_ENV = "MER_DEPENDENCY_LOCKS"
+#: The lock files in a checkout (relative to the repository root); both images install from them.
+LOCK_FILES = ("images/constraints.txt", "images/constraints-cuda.txt")
 
 
-def code_fingerprint(package_dir: str | Path | None = None) -> str:
-    """SHA-256 over the relative paths and contents of the package's code and recipe files.
+def lock_files() -> list[Path]:
+    """The dependency lock files of this installation: ``$MER_DEPENDENCY_LOCKS`` in an image, else a checkout's.
+
+    Raises:
+        FileNotFoundError: ``$MER_DEPENDENCY_LOCKS`` names a file that is not there (a broken image).
+    """
+    env = os.environ.get(LOCKS_ENV, "").strip()
+    if env:
+        paths = [Path(p) for p in env.split(os.pathsep) if p]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"${LOCKS_ENV} names missing lock file(s): {', '.join(missing)}")
+        return paths
+    repo = Path(__file__).resolve().parents[2]  # an editable checkout; a wheel install without the env has none
+    return [repo / f for f in LOCK_FILES if (repo / f).is_file()]
+
+
+def code_fingerprint(package_dir: str | Path | None = None, locks: list[Path] | None = None) -> str:
+    """SHA-256 over the package's code and recipe files and the dependency lock files.
 
     Args:
         package_dir: the package to hash (default: the installed ``mer_lib``).
+        locks: lock files to include (default: :func:`lock_files`); their names do not count, their contents do.
     """
     root = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
@@ -36,6 +60,10 @@ def code_fingerprint(package_dir: str | Path | None = None) -> str:
     for p in files:
         h.update(p.relative_to(root).as_posix().encode() + b"\0")
         h.update(hashlib.sha256(p.read_bytes()).digest())
+    for lock in sorted(lock_files() if locks is None else locks, key=lambda p: p.name):
+        # By file name, not path: the image's copy and the checkout's hash alike.
+        h.update(b"lock\0" + lock.name.encode() + b"\0")
+        h.update(hashlib.sha256(lock.read_bytes()).digest())
     return h.hexdigest()
 
 
