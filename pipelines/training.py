@@ -71,12 +71,12 @@ class Resources:
 STEP_RESOURCES: dict[str, Resources] = {
     "gate": Resources("250m", "1", "512Mi", "1Gi"),
     "data": Resources("1", "2", "3Gi", "6Gi"),
-    "extract": Resources("4", "4", "8Gi", "12Gi"),
+    "extract": Resources("3", "4", "6Gi", "10Gi"),  # two shards per e2-standard-8; one worker per CPU
     "merge": Resources("1", "2", "4Gi", "8Gi"),
-    "noise": Resources("500m", "1", "2Gi", "4Gi"),
+    "noise": Resources("500m", "1", "1Gi", "2Gi"),
     "evaluate": Resources("2", "4", "4Gi", "8Gi"),
     "compare": Resources("500m", "1", "1Gi", "2Gi"),
-    "register": Resources("500m", "1", "2Gi", "4Gi"),
+    "register": Resources("500m", "1", "1Gi", "2Gi"),
 }
 
 
@@ -218,8 +218,9 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             train_memory_limit: Memory limit of training tasks.
             checkpoint_root: Durable checkpoint location so a retried (preempted) training pod resumes: a gs:// prefix
                 or the mounted PVC path; empty = a retry starts its fold over.
-            registry_uri: Model registry root (gs:// or path). Empty: no persistent registry; the run registers
-                into its own output artifact and always trains.
+            registry_uri: Model registry root (gs:// or path), or modelregistry://HOST[:PORT]?artifacts=gs://... to also
+                record versions in Kubeflow Model Registry. Empty: no persistent registry; the run registers into its
+                own output artifact and always trains.
             model_name: Registered model name.
             promotion_margin: The challenger must beat the champion's primary metric (average_ua) by more than this.
             force_retrain: Train even when data, code and settings are unchanged since the champion.
