@@ -15,6 +15,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from mer_lib import storage
+from mer_lib.data.featureset import list_folds
+from mer_lib.data.folds import guard_folds
 from mer_lib.features.api import extract, merge
 from mer_lib.features.driver import parse_shard
 from mer_lib.pipeline.data import verify_source
@@ -76,6 +79,11 @@ def merge_shards(partials: list[str], out: str, *, data_uri: str, expected_finge
 
     Returns:
         The feature set's ``featureset.json`` plus ``source``, ``source_kind`` and ``source_fingerprint``.
+
+    Raises:
+        FoldLeakError: a fold whose splits share an utterance or a speaker.
     """
     meta = merge(partials, out, max_skip_fraction=max_skip_fraction)
+    root = storage.localize(out)
+    guard_folds(root, list_folds(root), where=data_uri)  # the data step's fold leak guard, for extracted sets too
     return {**meta, "source": data_uri, "source_kind": "raw", "source_fingerprint": expected_fingerprint}
