@@ -12,27 +12,16 @@ import email.parser
 import email.policy
 import itertools
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from tests.fake_http import Recorded, RecordingServer
+
 API = "/apis/v2beta1"
-
-
-@dataclass
-class Recorded:
-    """One request as the server saw it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    authorization: str | None
+__all__ = ["API", "FakeKFP", "Recorded", "isolate_kfp_home"]
 
 
 @dataclass
@@ -44,40 +33,27 @@ class _State:
     recurring: dict[str, dict] = field(default_factory=dict)
 
 
-class FakeKFP:
+class FakeKFP(RecordingServer):
     """The fake server; use as a context manager (``with FakeKFP() as kfp: kfp.url``)."""
 
     def __init__(self, tag_name: str = "2.17.0") -> None:
         """Args: tag_name: the backend version ``healthz`` reports (as the real API server's ``tag_name``)."""
+        super().__init__()
         self.tag_name = tag_name
-        self.requests: list[Recorded] = []
         self.state = _State()
         self._ids = itertools.count(1)
         self._clock = itertools.count()
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        # A short poll interval keeps shutdown (once per test) fast.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
 
-    @property
-    def url(self) -> str:
-        """Base URL to pass as ``--host``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeKFP:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def calls(self, method: str, path_suffix: str) -> list[Recorded]:
-        """Recorded requests with this method whose path ends with ``path_suffix``."""
-        return [r for r in self.requests if r.method == method and r.path.endswith(path_suffix)]
+    def parse_body(self, raw: bytes, content_type: str) -> Any:
+        """JSON, or the ``uploadfile`` part of a multipart upload (``{"uploadfile": text}``)."""
+        if content_type.startswith("multipart/form-data"):
+            msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+            for part in msg.iter_parts():
+                if part.get_param("name", header="content-disposition") == "uploadfile":
+                    return {"uploadfile": part.get_payload(decode=True).decode()}
+            return {}
+        return super().parse_body(raw, content_type)
 
     # -- helpers ------------------------------------------------------------------------------------
     def _new_id(self, kind: str) -> str:
@@ -88,57 +64,8 @@ class FakeKFP:
         base = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=next(self._clock))
         return base.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-            def do_GET(self) -> None:
-                self._dispatch("GET")
-
-            def do_POST(self) -> None:
-                self._dispatch("POST")
-
-            def do_DELETE(self) -> None:
-                self._dispatch("DELETE")
-
-            def _dispatch(self, method: str) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = self._body(raw)
-                with fake._lock:
-                    fake.requests.append(Recorded(method, parts.path, query, body,
-                                                  self.headers.get("Authorization")))
-                    try:
-                        status, payload = fake._route(method, parts.path, query, body)
-                    except Exception as exc:  # a fake bug: answer 500 so the test fails readably
-                        status, payload = 500, {"error": f"fake KFP: {type(exc).__name__}: {exc}"}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _body(self, raw: bytes) -> Any:
-                ctype = self.headers.get("Content-Type", "")
-                if ctype.startswith("multipart/form-data"):
-                    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                        f"Content-Type: {ctype}\r\n\r\n".encode() + raw)
-                    for part in msg.iter_parts():
-                        if part.get_param("name", header="content-disposition") == "uploadfile":
-                            return {"uploadfile": part.get_payload(decode=True).decode()}
-                    return {}
-                return json.loads(raw) if raw else None
-
-        return Handler
-
     # -- routes -------------------------------------------------------------------------------------
-    def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         if not path.startswith(API):
             return 404, {"error": f"unknown path {path}"}
         rest = path[len(API):]

@@ -9,25 +9,12 @@ Authorization header), so tests assert on what the real client sends.
 from __future__ import annotations
 
 import itertools
-import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from tests.fake_http import RecordingServer
 
 API = "/api/model_registry/v1"
-
-
-@dataclass
-class Recorded:
-    """One request as the server saw it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    body: Any
-    authorization: str | None
 
 
 @dataclass
@@ -37,68 +24,13 @@ class _State:
     artifacts: dict[str, dict] = field(default_factory=dict)
 
 
-class FakeModelRegistry:
+class FakeModelRegistry(RecordingServer):
     """The fake server; use as a context manager (``with FakeModelRegistry() as mr: mr.url``)."""
 
     def __init__(self) -> None:
-        self.requests: list[Recorded] = []
+        super().__init__()
         self.state = _State()
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeModelRegistry:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-            def do_GET(self) -> None:
-                self._dispatch("GET")
-
-            def do_POST(self) -> None:
-                self._dispatch("POST")
-
-            def do_PATCH(self) -> None:
-                self._dispatch("PATCH")
-
-            def _dispatch(self, method: str) -> None:
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else None
-                with fake._lock:
-                    fake.requests.append(Recorded(method, parts.path, query, body, self.headers.get("Authorization")))
-                    try:
-                        status, payload = fake._route(method, parts.path, query, body)
-                    except Exception as exc:  # a fake bug: answer 500 so the test fails readably
-                        status, payload = 500, {"code": "500", "message": f"fake: {type(exc).__name__}: {exc}"}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler
 
     def _new(self, table: dict[str, dict], body: dict, **extra: Any) -> dict:
         ident = str(next(self._ids))
@@ -107,7 +39,7 @@ class FakeModelRegistry:
         table[ident] = item
         return item
 
-    def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         if not path.startswith(API):
             return 404, {"code": "404", "message": f"unknown path {path}"}
         rest = path[len(API):].rstrip("/")
