@@ -18,7 +18,7 @@ def predict_batch(input_uri: str, model_uri: str, model_version: str, fold: str,
         fold: a fold number or ``ensemble``.
         absent: absent modalities: ``auto`` (as trained), ``zeros`` or ``noise``.
         batch_size: items per batch; 0 = the model recipe's evaluation batch size.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu`` or ``cuda`` (fails at once without a GPU).
         output_uri: also publish the predictions here (.csv or .parquet, never overwritten); "" = only the artifact.
         predictions: folder with ``predictions.csv``, ``predictions.skipped.csv`` and ``info.json``.
 
@@ -28,8 +28,10 @@ def predict_batch(input_uri: str, model_uri: str, model_version: str, fold: str,
     import json
     import os
 
+    from mer_lib.pipeline.device import require_device
     from mer_lib.prediction import predict, write_result
 
+    require_device(device)  # the GPU branch fails at once, naming node and image, when the pod sees no GPU
     result = predict(model_uri, input_uri, version=model_version or None, fold=fold, absent=absent,
                      batch_size=batch_size or None, device=device, progress=False)
     os.makedirs(predictions.path, exist_ok=True)

@@ -13,13 +13,24 @@ from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 from kfp.dsl.pipeline_channel import PipelineChannel
 
+from components import MER_IMAGE_GPU
 from components.predict import predict_batch, summarize_predictions
-from pipelines.training import PipelineOptions
+from pipelines.training import NODE_NAME_ENV, PipelineOptions, Resources
 
 PIPELINE_NAME = "mer-batch-predict"
 PIPELINE_DESCRIPTION = ("Predict emotions of new utterances (feature set or raw audio/video/text, any subset of "
                         "modalities) with a trained or registered model; writes predictions, a skip list and a "
                         "summary.")
+
+
+#: The summary reads one predictions file: measured well below 0.5 GB.
+SUMMARY = Resources("250m", "1", "512Mi", "1Gi")
+
+
+def _summary(task: PipelineTask) -> PipelineTask:
+    task.set_display_name("summary")
+    return (task.set_cpu_request(SUMMARY.cpu_request).set_cpu_limit(SUMMARY.cpu_limit)
+            .set_memory_request(SUMMARY.memory_request).set_memory_limit(SUMMARY.memory_limit))
 
 
 def _resources(task: PipelineTask, cpu: PipelineChannel, memory: PipelineChannel) -> PipelineTask:
@@ -72,15 +83,17 @@ def build_batch_predict_pipeline(opts: PipelineOptions | None = None) -> GraphCo
         # The summary sits in each branch: kfp.local cannot resolve dsl.OneOf over artifacts (2.17.3).
         with dsl.If(use_gpu == True, name="on-gpu"):  # noqa: E712 - KFP builds the condition from ==
             gpu = predict_batch(device="cuda", **common).set_display_name("predict (GPU)")
+            gpu.set_container_image(MER_IMAGE_GPU).set_env_variable("MER_IMAGE", MER_IMAGE_GPU)
+            kubernetes.use_field_path_as_env(gpu, env_name=NODE_NAME_ENV, field_path="spec.nodeName")
             gpu.set_accelerator_type(accelerator_type).set_accelerator_limit(accelerator_count)
             gpu.register_pipeline_channels([accelerator_type, accelerator_count])
             _resources(gpu, cpu_request, memory_request)
             kubernetes.add_node_selector_json(gpu, gpu_node_selector)
             kubernetes.add_toleration(gpu, key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
-            summarize_predictions(predictions=gpu.outputs["predictions"]).set_display_name("summary")
+            _summary(summarize_predictions(predictions=gpu.outputs["predictions"]))
         with dsl.Else(name="on-cpu"):
             cpu = predict_batch(device="cpu", **common).set_display_name("predict (CPU)")
             _resources(cpu, cpu_request, memory_request)
-            summarize_predictions(predictions=cpu.outputs["predictions"]).set_display_name("summary")
+            _summary(summarize_predictions(predictions=cpu.outputs["predictions"]))
 
     return mer_batch_predict

@@ -28,6 +28,7 @@ def run_dir(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_compiled_package(tmp_path: Path) -> None:
+    from components import MER_IMAGE_CPU, MER_IMAGE_GPU
     from pipelines.compile import compile_pipeline
 
     digest = compile_pipeline("batch_predict", tmp_path / "bp.yaml")
@@ -39,9 +40,13 @@ def test_compiled_package(tmp_path: Path) -> None:
     execs = spec["deploymentSpec"]["executors"]
     gpu, cpu = execs["exec-predict-batch"]["container"], execs["exec-predict-batch-2"]["container"]
     assert "accelerator_type" in gpu["resources"]["accelerator"]["resourceType"]
+    assert gpu["image"] == MER_IMAGE_GPU and cpu["image"] == MER_IMAGE_CPU != MER_IMAGE_GPU
     assert "accelerator" not in cpu["resources"] and "cpu_request" in cpu["resources"]["resourceCpuRequest"]
     k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert set(k8s) == {"exec-predict-batch"}  # node selector and toleration only on the GPU variant
+    assert k8s["exec-predict-batch"]["fieldPathAsEnv"] == [{"fieldPath": "spec.nodeName", "name": "NODE_NAME"}]
+    for name, ex in execs.items():  # every step requests CPU and memory
+        assert ex["container"]["resources"]["resourceMemoryRequest"], name
     assert k8s["exec-predict-batch"]["tolerations"][0]["key"] == "nvidia.com/gpu"
     # Each branch predicts, then summarises its own predictions.
     branches = {k: v for k, v in spec["components"].items()
