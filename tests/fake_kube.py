@@ -3,35 +3,22 @@
 Serves get / create / merge-patch of ``serving.kserve.io/v1beta1`` inferenceservices on 127.0.0.1
 with a random port, the way the API server answers them (Status objects, 404/409/415, generation and
 resourceVersion bumps), so the deploy step runs against the real ``kubernetes`` client. Every request
-is recorded (method, path, content type, JSON body, Authorization header).
+is recorded (method, path, JSON body, Authorization header; content types beside).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import json
 import re
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.fake_http import Recorded, RecordingServer
+
 ROUTE = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/([^/]+)/inferenceservices(?:/([^/]+))?$")
-
-
-@dataclass
-class Recorded:
-    """One request as the server saw it."""
-
-    method: str
-    path: str
-    content_type: str
-    body: Any
-    authorization: str | None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -52,33 +39,23 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
             "code": code}
 
 
-@dataclass
-class FakeKube:
+class FakeKube(RecordingServer):
     """The fake API server; use as a context manager (``with FakeKube() as kube: kube.kubeconfig(tmp)``).
 
     Attributes:
         objects: stored InferenceServices by (namespace, name).
         forbidden: namespaces where every request is answered 403 (no RBAC).
         crd_installed: False answers 404 on every route, as a cluster without KServe does.
+        content_types: the Content-Type of every request, in order (``requests`` holds the rest).
     """
 
-    objects: dict[tuple[str, str], dict] = field(default_factory=dict)
-    forbidden: set[str] = field(default_factory=set)
-    crd_installed: bool = True
-    requests: list[Recorded] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, *, forbidden: set[str] | None = None, crd_installed: bool = True) -> None:
+        super().__init__()
+        self.objects: dict[tuple[str, str], dict] = {}
+        self.forbidden = set(forbidden or ())
+        self.crd_installed = crd_installed
+        self.content_types: list[str] = []
         self._versions = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The API server URL."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def kubeconfig(self, folder: Path, namespace: str = "mer-serving", token: str = "fake-token") -> Path:
         """Write a kubeconfig pointing at this server (bearer token auth, context namespace)."""
@@ -95,16 +72,14 @@ class FakeKube:
         """The requests that changed something (POST, PATCH, PUT, DELETE)."""
         return [r for r in self.requests if r.method != "GET"]
 
-    def __enter__(self) -> FakeKube:
-        self._thread.start()
-        return self
+    def parse_body(self, raw: bytes, content_type: str) -> Any:
+        """JSON, noting the content type (a patch must say which kind it is)."""
+        self.content_types.append(content_type.split(";")[0].strip())
+        return super().parse_body(raw, content_type)
 
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    def _route(self, method: str, path: str, ctype: str, body: Any) -> tuple[int, dict]:
+    def route(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
+        """The API server's answer to one request."""
+        ctype = self.content_types[-1]
         m = ROUTE.match(path)
         if not m or not self.crd_installed:
             return 404, _status(404, "NotFound", "the server could not find the requested resource")
@@ -142,37 +117,3 @@ class FakeKube:
             self.objects[(ns, name)] = obj
             return 200, obj
         return 405, _status(405, "MethodNotAllowed", f"{method} {path}")
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output clean
-                pass
-
-            def do_GET(self) -> None:
-                self._dispatch("GET")
-
-            def do_POST(self) -> None:
-                self._dispatch("POST")
-
-            def do_PATCH(self) -> None:
-                self._dispatch("PATCH")
-
-            def _dispatch(self, method: str) -> None:
-                path = self.path.split("?", 1)[0]
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
-                ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-                with fake._lock:
-                    fake.requests.append(Recorded(method, path, ctype, body, self.headers.get("Authorization")))
-                    status, payload = fake._route(method, path, ctype, body)
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        return Handler

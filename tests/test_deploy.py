@@ -126,8 +126,7 @@ def test_create_then_canary_update_through_the_component(tmp_path: Path, registr
         assert reg.promote_if_better(NAME, v2.number).promoted
         second = _run_component(tmp_path, {**registration, "version": v2.number}, reg_root, canary=20)
         assert second["action"] == "updated" and second["generation"] == 2
-        patch = kube.writes()[-1]
-        assert patch.method == "PATCH" and patch.content_type == "application/merge-patch+json"
+        assert kube.writes()[-1].method == "PATCH" and kube.content_types[-1] == "application/merge-patch+json"
         pred = kube.objects[("mer-serving", "mer-emotion")]["spec"]["predictor"]
         assert pred["canaryTrafficPercent"] == 20 and pred["minReplicas"] == 2
         assert pred["containers"][0]["args"][3] == "2"

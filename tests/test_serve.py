@@ -208,3 +208,16 @@ def test_cpu_image_runs_mer_serve() -> None:
     assert 'ENTRYPOINT ["mer", "serve"]' in text and "EXPOSE 8080" in text
     extras = next(ln for ln in text.splitlines() if ln.startswith("ARG EXTRAS=")).split("=", 1)[1].split(",")
     assert "serving" in extras and "features" in extras  # raw audio/text need the extractors
+
+
+def test_loads_a_registry_champion_like_mer_predict(real: tuple, tmp_path: Path) -> None:
+    from mer_lib.registry.uri import UriRegistry
+    from mer_lib.serving import Predictor
+
+    _, run, _ = real
+    reg = UriRegistry(tmp_path / "registry")
+    v = reg.register("mer-emotion", run, metrics={"average_ua": 0.4}, data_fingerprint="fp", config={})
+    assert reg.promote_if_better("mer-emotion", v.number).promoted
+    info = Predictor.load(str(tmp_path / "registry" / "mer-emotion"), warm_up=False).describe()
+    assert (info["model"], info["version"], info["type"]) == ("mer-emotion", "1", "utt_fusion")
+    assert info["raw_media"] == ["audio", "text"] and info["dims"] == {"a": 56, "v": 136, "l": 384}
