@@ -79,22 +79,43 @@ class LSTMEncoder(nn.Module):
         return self.features(x, lengths)
 
 
-def _project_nonzero_rows(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``rows @ weight.T`` [N, F] computed only for the rows that are not all zero.
+class _NonzeroRowProjection(torch.autograd.Function):
+    """``rows @ weight.T`` whose forward multiplies only the rows that are not all zero.
 
-    A row of zeros projects to exact zeros, and the text features carry many such rows: the
-    release pads every utterance to 22 tokens in the file (about 12 are real on IEMOCAP), batches
-    pad further and a missing modality is all zeros.  Skipping them is exact (the remaining dot
-    products are the same) and saves their share of the GEMM in the forward and the weight
-    gradient, the largest single cost of a training step on CPU.
+    A row of zeros projects to exact zeros, and the text features carry many such rows: the release
+    pads every utterance to 22 tokens in the file (about 12 are real on IEMOCAP), batches pad further
+    and a missing modality is all zeros.  The forward skips them (each kept row's dot products are
+    the very same, bit for bit).  The backward is the plain product's own, over every row: the
+    weight gradient sums over the rows, and a sum over fewer rows would be blocked differently and
+    round differently, so training would drift from the reference in the last bits.
     """
-    keep = rows.ne(0).any(dim=1)
-    n_keep = int(keep.sum())
-    if n_keep in (0, rows.shape[0]):  # nothing to skip (or nothing left: keep the plain graph)
-        return rows @ weight.t()
-    idx = keep.nonzero().squeeze(1)
-    proj = rows.index_select(0, idx) @ weight.t()  # dtype follows autocast
-    return proj.new_zeros(rows.shape[0], weight.shape[0]).index_copy(0, idx, proj)
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, rows: torch.Tensor,
+                weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(rows, weight)
+        keep = rows.ne(0).any(dim=1)
+        n_keep = int(keep.sum())
+        if n_keep in (0, rows.shape[0]):  # nothing to skip, or nothing left
+            return rows @ weight.t()
+        idx = keep.nonzero().squeeze(1)
+        proj = rows.index_select(0, idx) @ weight.t()  # dtype follows autocast
+        return proj.new_zeros(rows.shape[0], weight.shape[0]).index_copy(0, idx, proj)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        rows, weight = ctx.saved_tensors
+        # the same products autograd forms for ``rows @ weight.t()`` (mm's backward, weight.t()
+        # being column-major): grad_weight = grad^T rows, grad_rows = grad weight
+        grad_rows = grad.mm(weight.to(grad.dtype)).to(rows.dtype) if ctx.needs_input_grad[0] else None
+        grad_weight = grad.t().mm(rows.to(grad.dtype)).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        return grad_rows, grad_weight
+
+
+def _project_nonzero_rows(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``rows @ weight.T`` [N, F], multiplying only the non-zero rows (see :class:`_NonzeroRowProjection`)."""
+    return _NonzeroRowProjection.apply(rows, weight)
 
 
 class TextCNN(nn.Module):
