@@ -223,7 +223,8 @@ class EmbeddingCache:
         hit = self._zero.get(k)
         if hit is None or hit.device != like.device:
             lengths = torch.ones(1, dtype=torch.long, device=like.device)
-            hit = enc(like.new_zeros(1, like.shape[1], like.shape[2]), lengths if masked else None)
+            # in the input's dtype, like the tables: under bf16 autocast the encoder returns bf16
+            hit = enc(like.new_zeros(1, like.shape[1], like.shape[2]), lengths if masked else None).to(like.dtype)
             self._zero[k] = hit
         return hit
 
