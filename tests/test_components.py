@@ -22,11 +22,12 @@ from mer_lib.pipeline.data import DataChangedError, source_fingerprint  # noqa: 
 #: Small networks so the whole chain trains in seconds (named config options, not the recipe).
 TINY_NETS = ["model_params.embd_size=16", "model_params.cls_layers=[16,16]", "model_params.vae_layers=1",
              "model_params.ae_layers=[16,8]", "model_params.ae_blocks=1", "train.tensorboard=false"]
-FAMILIES = ("ifmmin", "nmer", "baseline")
-FINAL = {"ifmmin": "ifmmin", "nmer": "nmer", "baseline": "utt_fusion"}
-RECIPES = {"ifmmin": "faithful", "nmer": "improved", "baseline": "improved"}
+FAMILIES = ("ifmmin", "nmer", "baseline", "baseline_dropout")
+FINAL = {"ifmmin": "ifmmin", "nmer": "nmer", "baseline": "utt_fusion", "baseline_dropout": "utt_fusion_dropout"}
+RECIPES = {"ifmmin": "faithful", "nmer": "improved", "baseline": "improved", "baseline_dropout": "faithful"}
 STAGE_RECIPES = {"ifmmin": {"utt_shared": "faithful", "ifmmin": "faithful"},
-                 "nmer": {"nmer_pretrain": "faithful", "nmer": "improved"}, "baseline": {"utt_fusion": "faithful"}}
+                 "nmer": {"nmer_pretrain": "faithful", "nmer": "improved"}, "baseline": {"utt_fusion": "faithful"},
+                 "baseline_dropout": {"utt_fusion_dropout": "faithful"}}
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +100,9 @@ def compared(work: Path, evaluated: dict[str, dict]) -> tuple[str, dict[str, Art
     family = compare_models.python_func(ifmmin_eval=evaluated["ifmmin"]["evaluation"],
                                         nmer_eval=evaluated["nmer"]["evaluation"],
                                         baseline_eval=evaluated["baseline"]["evaluation"],
+                                        baseline_dropout_eval=evaluated["baseline_dropout"]["evaluation"],
                                         registry_uri=str(work / "registry"), model_name="mer-test",
-                                        promotion_margin=0.0, **arts)
+                                        promotion_margin=0.0, require_beat_baseline=False, **arts)
     return family, arts
 
 
@@ -231,24 +233,27 @@ def test_compare_picks_the_best_robust_model(compared: tuple[str, dict[str, Arti
     assert family == best  # no champion yet: the better of IF-MMIN and NMER is registered
     decision = json.loads((Path(arts["comparison"].path) / "decision.json").read_text())
     assert decision["register"] is True and decision["challenger_score"] == pytest.approx(evaluated[best]["primary"])
-    # the baseline is reported next to the decision (never registered, never gated on)
-    assert decision["reference"] == "baseline"
-    assert decision["reference_score"] == pytest.approx(evaluated["baseline"]["primary"])
-    assert ("below the baseline reference" in decision["reason"]) == \
-        (decision["challenger_score"] < decision["reference_score"])
-    assert set(arts["comparison"].metadata["ranking"]) == {"ifmmin", "nmer", "baseline"}
+    # both baselines are reported next to the decision (never registered; gated on unless switched off, as here)
+    assert decision["rule"] == "beat the champion"
+    scores = {b: evaluated[b]["primary"] for b in ("baseline", "baseline_dropout")}
+    assert decision["baselines"] == pytest.approx(scores)
+    assert decision["reference"] == max(decision["baselines"], key=decision["baselines"].get)
+    assert ("not above the best baseline" in decision["reason"]) == \
+        (decision["challenger_score"] <= decision["reference_score"])
+    assert set(arts["comparison"].metadata["ranking"]) == {"ifmmin", "nmer", "baseline", "baseline_dropout"}
     assert "| ifmmin |" in Path(arts["report_md"].path).read_text()
 
 
 def test_register_then_the_gate_skips_an_unchanged_rerun(work: Path, dataset: Dataset,
                                                          compared: tuple[str, dict[str, Artifact]],
                                                          evaluated: dict[str, dict]) -> None:
-    family, _ = compared
+    family, arts = compared
     registry = str(work / "registry")
     _, decision = _gate(work, "gate-before-register", registry)
     reg = _art(Artifact, work / "registration")
     version = register_model.python_func(model=evaluated[family]["run_dir"], evaluation=evaluated[family]["evaluation"],
-                                         dataset=dataset, gate_decision=decision, family=family, registry_uri=registry,
+                                         dataset=dataset, gate_decision=decision, comparison=arts["comparison"],
+                                         family=family, registry_uri=registry,
                                          model_name="mer-test", promotion_margin=0.0, run_id="run-1", registration=reg)
     assert version == 1
     result = json.loads((Path(reg.path) / "registration.json").read_text())

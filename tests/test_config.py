@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mer_lib.config import ConfigError, ExperimentConfig, config_from_dict, load_config
+from mer_lib.rundir import BEST
 
 
 def test_defaults_are_the_reference_values() -> None:
@@ -88,7 +89,7 @@ def test_checkpoint_from_an_older_version_still_loads(tmp_path: Path) -> None:
     raw = cfg.to_dict()
     raw["train"]["removed_since"] = True
     model = build_model(cfg)
-    ckpt_io.save({"model": ckpt_io.model_state(model), "config": raw, "meta": {}}, tmp_path / ckpt_io.BEST)
+    ckpt_io.save({"model": ckpt_io.model_state(model), "config": raw, "meta": {}}, tmp_path / BEST)
     loaded, loaded_cfg, _ = ckpt_io.load_trained(tmp_path)
     assert loaded_cfg == cfg
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),

@@ -44,7 +44,9 @@ def test_whole_pipeline_runs_locally_then_skips_when_unchanged(tmp_path: Path, c
     from mer_lib.data.synth import generate
 
     first_fp = generate("tiny", 0, str(tmp_path / "features"))["fingerprint"]  # the feature set at data_uri
-    assert run_local.main(_args(root)) == 0
+    # One epoch on the tiny set cannot be relied on to beat the baselines: this run checks the registration
+    # path with the champion rule alone (the baseline gate is tested in test_pipeline_lib).
+    assert run_local.main([*_args(root), "--param", "require_beat_baseline=false"]) == 0
     out = capsys.readouterr().out
     assert "gate: retrain: mer-emotion has no champion yet" in out
     assert "| model | selection | {a} | {v} | {l} | {a,v} | {a,l} | {v,l} | average | {a,v,l} |" in out
@@ -58,9 +60,12 @@ def test_whole_pipeline_runs_locally_then_skips_when_unchanged(tmp_path: Path, c
     family = champ.extra["card_context"]["model_type"]
     assert family in {"ifmmin", "nmer"} and f"champion: mer-emotion v1 ({family}" in out
     run_dir = run_local.latest_run_dir(root)
-    assert len(list(run_dir.glob("for-loop-*/train-*/model/family.json"))) == 3  # one fold x three families
+    assert len(list(run_dir.glob("for-loop-*/train-*/model/family.json"))) == 4  # one fold x four families
     decision = json.loads(next(run_dir.rglob("compare-models/comparison/decision.json")).read_text())
     assert decision["challenger"] == family and decision["register"] is True
+    assert decision["rule"] == "beat the champion" and set(decision["baselines"]) == {"baseline", "baseline_dropout"}
+    assert "| baseline_dropout |" in out  # the modality-dropout baseline is in the comparison
+    assert "Promotion rule: beat the champion." in Path(champ.card_uri).read_text()
 
     # The compiled package runs too; with data, code and settings unchanged, only the gate runs.
     package = tmp_path / "mer_pipeline.yaml"

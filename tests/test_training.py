@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from mer_lib.rundir import LAST
 from mer_lib.training import checkpoint as ckpt_io
 from mer_lib.training.api import parse_folds, train
 from mer_lib.training.engine import linear_decay
@@ -61,7 +62,7 @@ def test_killed_run_resumes_to_the_same_result(tiny_data: Path, tmp_path: Path,
 
     def save_then_die(obj: dict, path: str | Path) -> None:
         real_save(obj, path)
-        if Path(path).name == ckpt_io.LAST:
+        if Path(path).name == LAST:
             calls["last"] += 1
             if calls["last"] == 2:
                 raise KeyboardInterrupt("simulated kill after epoch 2")

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mer_lib.rundir import CONFIG_YAML, RUN_JSON, RunDir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``register`` command."""
@@ -97,7 +99,7 @@ def _read_json(uri: str) -> dict[str, Any]:
 def _run_info(model_dir: str) -> dict[str, Any]:
     from mer_lib import storage
 
-    uri = storage.join(model_dir, "run.json")
+    uri = storage.join(model_dir, RUN_JSON)
     return _read_json(uri) if storage.exists(uri) else {}
 
 
@@ -109,7 +111,9 @@ def _read_config(config: str | None, model_dir: str) -> dict[str, Any]:
 
     if config is None:
         local = storage.localize(model_dir)
-        found = sorted(Path(local).glob("config.yaml")) or sorted(Path(local).glob("fold_*/config.yaml"))
+        run = RunDir(Path(local))
+        found = [run.path / CONFIG_YAML] if (run.path / CONFIG_YAML).exists() else \
+            [run.fold(k).config_yaml for k in run.folds(with_file=CONFIG_YAML)]
         if not found:
             raise ValueError(f"{model_dir}: no config.yaml (nor fold_*/config.yaml); pass --config")
         config = str(found[0])

@@ -56,10 +56,10 @@ from mer_lib.evaluation.aggregate import (
 from mer_lib.evaluation.metrics import condition_metrics
 from mer_lib.evaluation.noise_grid import grid_cells, run_grid
 from mer_lib.evaluation.report import render_html, render_markdown
+from mer_lib.rundir import PREDICTIONS_TST, RUN_JSON, RunDir
 
 log = logging.getLogger(__name__)
 
-RUN_JSON = "run.json"
 EVALUATION_JSON = "evaluation.json"
 METRICS_JSON = "metrics.json"
 #: Noise types of the NMER paper, evaluated by default in a noise grid.
@@ -126,7 +126,7 @@ def _resolve_folds(model_dir: Path, folds: str | Sequence[int] | None, run: dict
         return parse_folds(list(folds) if not isinstance(folds, (str, int)) else folds)
     if run.get("folds"):
         return [int(k) for k in run["folds"]]
-    found = sorted(int(p.name[5:]) for p in model_dir.glob("fold_*") if p.name[5:].isdigit())
+    found = RunDir(model_dir).folds(with_file=None)
     if not found:
         raise EvaluationError(f"{model_dir}: no fold_<k> directories and no {RUN_JSON}; is this a run directory?")
     return found
@@ -204,7 +204,7 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
     mdir = storage.localize(model_dir)
     if not mdir.is_dir():
         raise EvaluationError(f"{model_dir}: not a run directory")
-    run = _read_json(mdir / RUN_JSON)
+    run = _read_json(RunDir(mdir).run_json)
     fold_list = _resolve_folds(mdir, folds, run)
     # Fail before any work: every fold needs a checkpoint and must exist in the data.
     ckpts: dict[int, Path] = {}
@@ -213,8 +213,8 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
             ckpts[k] = find_checkpoint(mdir, fold=k)
         except CheckpointError as exc:
             raise EvaluationError(str(exc)) from exc
-        if ckpts[k].parent.name != f"fold_{k}":
-            raise EvaluationError(f"{mdir / f'fold_{k}'}: no checkpoint for fold {k} in this model directory")
+        if ckpts[k] != RunDir(mdir).fold(k).best:
+            raise EvaluationError(f"{RunDir(mdir).fold(k).path}: no checkpoint for fold {k} in this model directory")
     root = storage.localize(data)
     if not root.is_dir():
         raise EvaluationError(f"{data}: not a feature-set directory")
@@ -399,9 +399,9 @@ def _read_table(d: Path, name: str) -> pd.DataFrame:
 
 def _from_training_run(d: Path) -> Evaluation:
     """Score a training run directory directly from its ``fold_<k>/predictions_tst.csv`` files."""
-    run = _read_json(d / RUN_JSON)
-    fold_dirs = sorted((p for p in d.glob("fold_*") if (p / "predictions_tst.csv").exists()),
-                       key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else -1)
+    rd = RunDir(d)
+    run = _read_json(rd.run_json)
+    fold_dirs = {k: rd.fold(k) for k in rd.folds(with_file=PREDICTIONS_TST)}
     if not fold_dirs:
         raise EvaluationError(f"{d}: neither an evaluation directory (fold_metrics.parquet) nor a training run "
                               "with fold_<k>/predictions_tst.csv")
@@ -410,16 +410,15 @@ def _from_training_run(d: Path) -> Evaluation:
         name = f"{name}:{run['recipe']}"
     labels = tuple(run.get("label_names") or ())
     fm, cf = [], []
-    for fd in fold_dirs:
-        pred = pd.read_csv(fd / "predictions_tst.csv")
+    for k, fd in fold_dirs.items():
+        pred = pd.read_csv(fd.predictions)
         if not labels:
             labels = tuple(c[2:] for c in pred.columns if c.startswith("p_"))
-        k = int(fd.name[5:])
-        sel = str(_read_json(fd / "test_metrics.json").get("select_on", run.get("select_on", "val")))
+        sel = str(_read_json(fd.test_metrics_json).get("select_on", run.get("select_on", "val")))
         try:
             res = condition_metrics(pred, len(labels))
         except ValueError as exc:
-            raise EvaluationError(f"{fd / 'predictions_tst.csv'}: {exc}") from exc
+            raise EvaluationError(f"{fd.predictions}: {exc}") from exc
         fm.append(metrics_frame(res, fold=k, model=name, select_on=sel))
         cf.append(confusion_frame(res, fold=k, model=name, select_on=sel))
     info = {"models": [{"name": name, "model_dir": str(d), "select_on": [run.get("select_on")],

@@ -24,10 +24,11 @@ from types import TracebackType
 
 from mer_lib import storage
 
+# Written last by a sync pass: they mark a finished fold/run, so they must never precede its files.
+from mer_lib.rundir import COMMIT_FILES, fold_dirname
+
 log = logging.getLogger(__name__)
 
-#: Written last by a sync pass: they mark a finished fold/run, so they must never precede its files.
-COMMIT_FILES = ("test_metrics.json", "run.json")
 
 
 def work_location(checkpoint_root: str, run_id: str, model: str, fold: int) -> str:
@@ -41,7 +42,7 @@ def work_location(checkpoint_root: str, run_id: str, model: str, fold: int) -> s
     if not run_id.strip():
         raise ValueError("checkpoint_root is set but the run id is empty; pass dsl.PIPELINE_JOB_ID_PLACEHOLDER")
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id.strip())
-    return storage.join(checkpoint_root, safe_run, model, f"fold_{int(fold)}")
+    return storage.join(checkpoint_root, safe_run, model, fold_dirname(fold))
 
 
 def _commit_last(rel: str) -> tuple[int, str]:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mer_lib import storage
-from mer_lib.data.featureset import METADATA, FeatureSetError, fingerprint, read_metadata, spec_for
+from mer_lib.data.featureset import METADATA, FeatureSetError, fingerprint, list_folds, read_metadata, spec_for
+from mer_lib.data.folds import guard_folds
 
 SYNTHETIC_PREFIX = "synthetic:"
 #: Files whose presence marks a directory as a feature set rather than raw media.
@@ -153,6 +154,7 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
 
     Raises:
         FeatureSetError: an imported feature set without fold lists.
+        FoldLeakError: a fold whose splits share an utterance or a speaker.
         FileExistsError: ``out`` is not empty.
         DataChangedError: the data no longer has ``expected_fingerprint``.
     """
@@ -168,6 +170,7 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
         meta = read_metadata(root)
         if not (root / "target").is_dir():
             raise FeatureSetError(f"{data_uri}: feature set has no target/ folder (fold lists)")
+        guard_folds(root, list_folds(root), where=data_uri)  # before the copy: refuse leaking folds
         with storage.staged_dir(out) as stage:
             storage.upload_dir(root, stage, overwrite=True)
         if not meta.get("fingerprint"):
@@ -179,5 +182,7 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
 
         source = "manifest" if data_uri.endswith(".csv") else "iemocap"
         meta = extract(source, data_uri, out, workers=workers)["metadata"]
+    if kind != "featureset":
+        guard_folds(storage.localize(out), list_folds(storage.localize(out)), where=data_uri or "synthetic corpus")
     return {**meta, "source": data_uri or f"{SYNTHETIC_PREFIX}{preset}", "source_kind": kind,
             "source_fingerprint": expected_fingerprint or source_fingerprint(data_uri, preset=preset, seed=seed)}

@@ -18,6 +18,7 @@ from mer_lib.pipeline.gate import PIPELINE_KEY
 from mer_lib.registry import open_registry
 from mer_lib.registry.base import decide, metric_value
 from mer_lib.registry.card import CardContext
+from mer_lib.rundir import RunDir
 
 METRICS_JSON = "metrics.json"
 
@@ -169,7 +170,7 @@ def register_and_promote(registry_uri: str, model_name: str, model_dir: str, eva
         raise ValueError(f"the comparison decided not to register {family}: {decision.get('reason', '')}")
     doc = read_metrics(evaluation_dir)
     metric = doc["primary_metric"]
-    run = json.loads((storage.localize(model_dir) / "run.json").read_text())
+    run = RunDir.at(model_dir).read()
     select_on = ", ".join(doc.get("select_on") or [str(run.get("select_on", ""))])
     context = CardContext.from_featureset(data_dir, model_type=family, selection_protocol=select_on,
                                           primary_metric=metric, notes=promotion_note(decision))

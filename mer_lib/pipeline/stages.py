@@ -17,6 +17,7 @@ from typing import Any
 
 from mer_lib import storage
 from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
+from mer_lib.rundir import RESUME_ONLY, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,6 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 #: Families trained as baselines: compared, gated on, never registered.
 BASELINE_FAMILIES: tuple[str, ...] = ("baseline", "baseline_dropout")
-#: Kept out of the artifacts: optimiser state for resuming, only useful in the work location.
-RESUME_ONLY = ("last.pt",)
 STAGES_DIR = "stages"
 FAMILY_JSON = "family.json"
 
@@ -164,7 +163,7 @@ def assemble_run(fold_outputs: list[str], out: str) -> dict[str, Any]:
             src = storage.localize(uri)
             fam = _read_json(src / FAMILY_JSON)
             final = fam["final"]
-            run = _read_json(src / final / "run.json")
+            run = RunDir(src / final).read()
             if merged is None:
                 merged = {**run, "folds": [], "fold_results": {}, "family": fam["family"],
                           "teacher": f"{STAGES_DIR}/{fam['stages'][0]}" if len(fam["stages"]) > 1 else None}
@@ -176,14 +175,15 @@ def assemble_run(fold_outputs: list[str], out: str) -> dict[str, Any]:
                 if k in seen:
                     raise ValueError(f"{uri}: fold {k} was already given by {seen[k]}")
                 seen[k] = uri
-                shutil.copytree(src / final / f"fold_{k}", stage / f"fold_{k}")
+                shutil.copytree(RunDir(src / final).fold(k).path, RunDir(stage).fold(k).path)
                 for earlier in fam["stages"][:-1]:
-                    shutil.copytree(src / earlier / f"fold_{k}", stage / STAGES_DIR / earlier / f"fold_{k}")
+                    shutil.copytree(RunDir(src / earlier).fold(k).path,
+                                    RunDir(stage / STAGES_DIR / earlier).fold(k).path)
             merged["fold_results"].update(run.get("fold_results", {}))
         if merged is None:  # unreachable: fold_outputs is non-empty; keeps the type checker honest
             raise ValueError("no per-fold training outputs to assemble")
         merged["folds"] = sorted(seen)
         merged["fold_results"] = {str(k): merged["fold_results"][str(k)] for k in merged["folds"]
                                   if str(k) in merged["fold_results"]}
-        (stage / "run.json").write_text(json.dumps(merged, indent=2) + "\n")
+        RunDir(stage).write(merged)
     return merged

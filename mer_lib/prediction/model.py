@@ -23,6 +23,7 @@ from mer_lib.config import ExperimentConfig
 from mer_lib.data.featureset import LABEL_NAMES, FeatureSetError, FeatureSpec, read_mean_std, read_metadata
 from mer_lib.models.base import MERModel
 from mer_lib.prediction.errors import PredictionError
+from mer_lib.rundir import BEST, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +163,10 @@ def _pick_version(reg: Any, name: str, version: str | int | None) -> Any:
 
 def _fold_dirs(model_dir: Path, fold: str | int | None) -> list[tuple[int | None, Path]]:
     """The checkpoints to load: one per requested fold."""
-    from mer_lib.training.checkpoint import BEST
-
     if model_dir.is_file() or (model_dir / BEST).exists():
         return [(None, model_dir)]
-    found = sorted((int(p.name[5:]), p) for p in model_dir.glob("fold_*")
-                   if p.name[5:].isdigit() and (p / BEST).exists())
+    run = RunDir(model_dir)
+    found = [(k, run.fold(k).path) for k in run.folds()]
     if not found:
         raise PredictionError(f"{model_dir}: no trained checkpoint (fold_<k>/{BEST}) in this model directory")
     if fold is None or str(fold) == ENSEMBLE:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from dataclasses import replace
@@ -14,6 +13,7 @@ from mer_lib import storage
 from mer_lib.config import ExperimentConfig, load_config
 from mer_lib.data.featureset import FeatureSetError, FeatureSpec, FeatureStore, fingerprint, list_folds, read_metadata
 from mer_lib.data.folds import guard_folds
+from mer_lib.rundir import RunDir
 from mer_lib.training.engine import DataContext, FoldResult, train_fold
 from mer_lib.training.reproducibility import package_versions
 
@@ -146,7 +146,7 @@ def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", 
     work.mkdir(parents=True, exist_ok=True)
     results: list[FoldResult] = []
     for k in fold_list:
-        results.append(train_fold(cfg, ctx, k, work / f"fold_{k}", teacher_local, progress))
+        results.append(train_fold(cfg, ctx, k, RunDir(work).fold(k).path, teacher_local, progress))
     summary = {
         "model": cfg.model, "recipe": cfg.recipe, "select_on": cfg.train.select_on, "folds": fold_list,
         "data": str(data), "data_fingerprint": ctx.fingerprint, "config_hash": cfg.hash(), "teacher": teacher,
@@ -156,7 +156,7 @@ def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", 
                                        "average": r.test_metrics.get("average"), "avl": r.test_metrics.get("avl")}
                          for r in results},
     }
-    storage.write_text(str(work / "run.json"), json.dumps(summary, indent=2) + "\n", overwrite=True)
+    RunDir(work).write(summary)
     if remote:
         storage.upload_dir(work, out)
         shutil.rmtree(work, ignore_errors=True)

@@ -18,9 +18,7 @@ from mer_lib import storage
 from mer_lib.config import ExperimentConfig, config_from_dict
 from mer_lib.models.base import MERModel
 from mer_lib.models.factory import build_model
-
-BEST = "best.pt"
-LAST = "last.pt"
+from mer_lib.rundir import BEST, RunDir
 
 
 class CheckpointError(ValueError):
@@ -62,12 +60,13 @@ def find_checkpoint(path: str | Path, fold: int | None = None) -> Path:
     p = Path(storage.localize(str(path)))
     if p.is_file():
         return p
-    if fold is not None and (p / f"fold_{fold}" / BEST).exists():
-        return p / f"fold_{fold}" / BEST
+    run = RunDir(p)
+    if fold is not None and run.fold(fold).best.exists():
+        return run.fold(fold).best
     if (p / BEST).exists():
         return p / BEST
-    folds = sorted(x.name for x in p.glob("fold_*") if (x / BEST).exists()) if p.is_dir() else []
-    hint = f" (folds with a checkpoint: {', '.join(folds)})" if folds else ""
+    folds = run.folds()
+    hint = f" (folds with a checkpoint: {', '.join(map(str, folds))})" if folds else ""
     what = f"fold {fold} of " if fold is not None else ""
     raise CheckpointError(f"{p}: no trained checkpoint ({BEST}) for {what}this model directory{hint}")
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from mer_lib.conditions import FULL_CONDITION, MISSING_CONDITIONS
@@ -35,6 +34,7 @@ from mer_lib.data.dataset import FoldData
 from mer_lib.data.featureset import FeatureStore, read_metadata
 from mer_lib.models.base import MERModel
 from mer_lib.models.factory import build_model
+from mer_lib.rundir import FoldDir
 from mer_lib.training import checkpoint as ckpt_io
 from mer_lib.training.predict import predict_frame
 from mer_lib.training.reproducibility import epoch_seed, package_versions, resolve_device, seed_everything
@@ -120,7 +120,8 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    done = out / "test_metrics.json"
+    fold_dir = FoldDir(out)
+    done = fold_dir.test_metrics_json
     cfg_hash = cfg.hash()
     if done.exists():
         finished = json.loads(done.read_text())
@@ -164,7 +165,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
                          if k in ("generator", "settings", "licences")}}
 
     start_epoch, best_score, best_epoch, history = 0, -math.inf, -1, []
-    last_path = out / ckpt_io.LAST
+    last_path = fold_dir.last
     if last_path.exists():
         state = ckpt_io.load(last_path, map_location=device)
         if state.get("meta", {}).get("config_hash") != cfg_hash:
@@ -180,7 +181,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
         start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
         history = list(state["history"])
         log.info("fold %d: resuming from %s at epoch %d", fold, last_path, start_epoch + 1)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    fold_dir.write_config(cfg.to_dict())
 
     writer = None
     if cfg.train.tensorboard:
@@ -236,7 +237,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
         if improved:
             best_score, best_epoch = score, epoch + 1
             ckpt_io.save({"model": ckpt_io.model_state(model), "config": cfg.to_dict(),
-                          "meta": {**meta, "epoch": epoch + 1, "selection_score": score}}, out / ckpt_io.BEST)
+                          "meta": {**meta, "epoch": epoch + 1, "selection_score": score}}, fold_dir.best)
         history.append(row)
         terms = " ".join(f"{k[6:]}={v:.4f}" for k, v in row.items()
                          if k.startswith("train_") and k != "train_samples_per_s")
@@ -249,7 +250,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
                 if k != "epoch":
                     writer.add_scalar(k.replace("_", "/", 1), v, epoch + 1)
             writer.flush()
-        _write_history(out / "metrics.csv", history)
+        _write_history(fold_dir.history_csv, history)
         ckpt_io.save({"model": ckpt_io.model_state(model), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                       "best_score": best_score, "best_epoch": best_epoch, "history": history,
@@ -279,14 +280,14 @@ def _finish_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out: Path,
     """Reload the selected epoch and write test predictions and ``test_metrics.json``."""
     from mer_lib import storage
 
-    model, _, _ = ckpt_io.load_trained(out / ckpt_io.BEST, device=device)
+    model, _, _ = ckpt_io.load_trained(FoldDir(out).best, device=device)
     pred, metrics = evaluate_split(model, fold_data, "tst", TEST_CONDITIONS, cfg, device, data.label_names)
     pred.insert(0, "fold", fold)
-    storage.write_text(str(out / "predictions_tst.csv"), pred.to_csv(index=False), overwrite=True)
+    storage.write_text(str(FoldDir(out).predictions), pred.to_csv(index=False), overwrite=True)
     result = {**metrics, "fold": fold, "best_epoch": best_epoch, "best_score": best_score,
               "select_on": cfg.train.select_on, "model": cfg.model, "config_hash": cfg.hash(),
               "data_fingerprint": data.fingerprint}
-    storage.write_text(str(out / "test_metrics.json"), json.dumps(result, indent=2) + "\n", overwrite=True)
+    FoldDir(out).write_test_metrics(result)
     avg = metrics.get("average", metrics.get(FULL_CONDITION))
     log.info("fold %d done: best epoch %d (%s UA %.4f); test average WA=%.4f UA=%.4f, full UA=%.4f",
              fold, best_epoch, "TEST" if cfg.train.select_on == "test_leak" else "val", best_score,
