@@ -25,9 +25,10 @@ from kfp.dsl import Dataset, PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 from kfp.dsl.pipeline_channel import PipelineChannel
 
-from components import MER_IMAGE_GPU
+from components import MER_IMAGE_CPU, MER_IMAGE_GPU
 from components.compare import compare_models
 from components.data import prepare_data
+from components.deploy import deploy_model
 from components.evaluate import evaluate_model
 from components.extract import extract_features, merge_features
 from components.gate import check_retrain
@@ -47,10 +48,11 @@ PIPELINE_DESCRIPTION = ("Multimodal emotion recognition robust to missing and no
 CHECKPOINT_MOUNT = "/mnt/mer-checkpoints"
 ALL_FOLDS = list(range(1, 11))
 #: Families trained per fold, in task order; each is one ``train_family`` task (see mer_lib.pipeline.stages).
-TRAINED_FAMILIES = ("ifmmin", "nmer", "baseline")
+TRAINED_FAMILIES = ("ifmmin", "nmer", "baseline", "baseline_dropout")
 #: Families trained on a GPU with the CUDA image; the others train on the CPU pool with the CPU image.
 GPU_FAMILIES = ("ifmmin", "nmer")
-FAMILY_LABELS = {"ifmmin": "IF-MMIN", "nmer": "NMER", "baseline": "baseline"}
+FAMILY_LABELS = {"ifmmin": "IF-MMIN", "nmer": "NMER", "baseline": "baseline",
+                 "baseline_dropout": "modality-dropout baseline"}
 #: Environment of GPU pods read by mer_lib.pipeline.device when no GPU is visible.
 NODE_NAME_ENV = "NODE_NAME"
 
@@ -77,6 +79,7 @@ STEP_RESOURCES: dict[str, Resources] = {
     "evaluate": Resources("2", "4", "4Gi", "8Gi"),
     "compare": Resources("500m", "1", "1Gi", "2Gi"),
     "register": Resources("500m", "1", "1Gi", "2Gi"),
+    "deploy": Resources("250m", "1", "512Mi", "1Gi"),
 }
 
 
@@ -185,7 +188,16 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
         registry_uri: str = "",
         model_name: str = "mer-emotion",
         promotion_margin: float = 0.0,
+        require_beat_baseline: bool = True,
         force_retrain: bool = False,
+        deploy: bool = False,
+        serving_image: str = MER_IMAGE_CPU,
+        serving_name: str = "mer-emotion",
+        serving_namespace: str = "",
+        # {} = mer_lib's defaults: a nested dict default would not compile byte-identically (Struct key order).
+        serving_resources: dict = {},  # noqa: B006
+        canary_traffic_percent: int = 100,
+        serving_service_account: str = "",
     ) -> None:
         """Train, evaluate, compare and (maybe) register the robust emotion recognition models.
 
@@ -223,7 +235,19 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                 own output artifact and always trains.
             model_name: Registered model name.
             promotion_margin: The challenger must beat the champion's primary metric (average_ua) by more than this.
+            require_beat_baseline: The challenger must also beat the best baseline trained in this run by more than
+                the margin; false = the champion rule alone (the decision and the model card say which rule decided).
             force_retrain: Train even when data, code and settings are unchanged since the champion.
+            deploy: After a promotion, create or update a KServe InferenceService serving the new champion (needs a
+                persistent registry_uri); off by default, never in a local run.
+            serving_image: Image of the serving pod (runs `mer serve`; the CPU image has the serving extra).
+            serving_name: Name of the KServe InferenceService.
+            serving_namespace: Namespace of the InferenceService; empty = the pipeline pod's own namespace.
+            serving_resources: Requests and limits of the serving container ({"requests": {...}, "limits": {...}});
+                empty = requests 1 CPU / 2Gi, limits 2 CPU / 4Gi.
+            canary_traffic_percent: Traffic share (1-100) of the new revision when the InferenceService already exists.
+            serving_service_account: Service account of the serving pod (needs read access to the registry); empty =
+                the namespace default.
         """
         gpu = {"accelerator_type": accelerator_type, "accelerator_count": accelerator_count,
                "node_selector": gpu_node_selector, "cpu": (train_cpu_request, train_cpu_limit),
@@ -286,8 +310,9 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             compare = compare_models(ifmmin_eval=evals["ifmmin"].outputs["evaluation"],
                                      nmer_eval=evals["nmer"].outputs["evaluation"],
                                      baseline_eval=evals["baseline"].outputs["evaluation"],
+                                     baseline_dropout_eval=evals["baseline_dropout"].outputs["evaluation"],
                                      registry_uri=registry_uri, model_name=model_name,
-                                     promotion_margin=promotion_margin)
+                                     promotion_margin=promotion_margin, require_beat_baseline=require_beat_baseline)
             # It reads the live champion: a cached decision could be stale.
             compare.set_display_name("compare").set_caching_options(enable_caching=False)
             with_resources(compare, "compare")
@@ -298,10 +323,21 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                     reg = register_model(model=evals[family].outputs["run_dir"],
                                          evaluation=evals[family].outputs["evaluation"],
                                          dataset=dataset, gate_decision=gate.outputs["decision"],
-                                         family=family, registry_uri=registry_uri, model_name=model_name,
+                                         comparison=compare.outputs["comparison"], family=family,
+                                         registry_uri=registry_uri, model_name=model_name,
                                          promotion_margin=promotion_margin, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
                     reg.set_display_name(f"register {family}").set_caching_options(enable_caching=False)
                     with_resources(reg, "register")
+                    with dsl.If(deploy == True, name=f"deploy-{family}"):  # noqa: E712 - a KFP condition
+                        dep = deploy_model(registration=reg.outputs["registration"], registry_uri=registry_uri,
+                                           serving_image=serving_image, serving_name=serving_name,
+                                           serving_namespace=serving_namespace, serving_resources=serving_resources,
+                                           canary_traffic_percent=canary_traffic_percent,
+                                           serving_service_account=serving_service_account,
+                                           run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
+                        # It reads the live champion and the live cluster: never reuse a cached result.
+                        dep.set_display_name(f"deploy {family}").set_caching_options(enable_caching=False)
+                        with_resources(dep, "deploy")
 
     return mer_training
 

@@ -11,7 +11,7 @@ from mer_lib.pipeline import data as pdata
 from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
 from mer_lib.pipeline.gate import code_fingerprint, decide_retrain, recorded_fingerprint, training_fingerprint
 from mer_lib.pipeline.noise import build_noise_recipe
-from mer_lib.pipeline.promotion import registration_decision
+from mer_lib.pipeline.promotion import RULE_CHAMPION, RULE_CHAMPION_AND_BASELINE, registration_decision
 from mer_lib.pipeline.stages import FAMILY_JSON, assemble_run, family_stages
 
 SETTINGS = {"folds": [1], "epochs": 1, "seed": 0, "training_overrides": []}
@@ -82,9 +82,9 @@ def test_code_fingerprint_changes_with_code_and_recipes(tmp_path: Path) -> None:
 
 
 class _Champion:
-    def __init__(self, config: dict, number: int = 3) -> None:
+    def __init__(self, config: dict, number: int = 3, score: float = 0.6) -> None:
         self.config, self.number, self.run_id, self.data_fingerprint = config, number, "run-7", "d"
-        self.metrics = {"average_ua": 0.6}
+        self.metrics = {"average_ua": score}
 
 
 class _Registry:
@@ -121,28 +121,55 @@ def test_decide_retrain_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_registration_decision_margin(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mer_lib.registry.uri as uri
+    import mer_lib.pipeline.promotion as promotion
 
-    monkeypatch.setattr(uri, "UriRegistry", _Registry)
+    monkeypatch.setattr(promotion, "open_registry", _Registry)
     comparison = {"primary_metric": "average_ua", "ranking": ["baseline", "nmer", "ifmmin"],
                   "models": {"baseline": {"primary": 0.9}, "nmer": {"primary": 0.65}, "ifmmin": {"primary": 0.62}}}
     _Registry.champ = _Champion({})
     d = registration_decision("reg", "m", comparison, candidates=["ifmmin", "nmer"], margin=0.01)
     assert (d.register, d.challenger, d.challenger_score, d.champion_score) == (True, "nmer", 0.65, 0.6)
+    assert d.rule == RULE_CHAMPION and d.reference_score is None  # no baseline named: the champion rule alone
     d = registration_decision("reg", "m", comparison, candidates=["ifmmin", "nmer"], margin=0.06)
     assert not d.register and "does not beat" in d.reason
     d = registration_decision("", "m", comparison, candidates=["ifmmin"], margin=0.5)
     assert d.register and d.challenger == "ifmmin" and d.champion_score is None
-    assert d.reference_score is None and "below" not in d.reason
-    # the baseline is reported (not gated on): here the robust models are below it
-    d = registration_decision("", "m", comparison, candidates=["ifmmin", "nmer"], margin=0.0, reference="baseline")
-    assert d.register and (d.reference, d.reference_score) == ("baseline", 0.9)
-    assert d.reason.endswith("note: nmer average_ua=0.6500 is below the baseline reference (0.9000)")
-    ahead = {**comparison, "models": {**comparison["models"], "baseline": {"primary": 0.5}}}
-    d = registration_decision("", "m", ahead, candidates=["ifmmin", "nmer"], margin=0.0, reference="baseline")
-    assert d.reference_score == 0.5 and "below" not in d.reason
     with pytest.raises(ValueError, match="none of the candidates"):
         registration_decision("", "m", comparison, candidates=["mmin"], margin=0.0)
+    with pytest.raises(ValueError, match="cannot be a candidate"):
+        registration_decision("", "m", comparison, candidates=["nmer"], margin=0.0, baselines=["nmer"])
+
+
+def test_gate_never_promotes_below_the_best_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mer_lib.pipeline.promotion as promotion
+
+    monkeypatch.setattr(promotion, "open_registry", _Registry)
+    _Registry.champ = _Champion({})  # champion at 0.6: both challengers beat it
+    models = {"baseline": {"primary": 0.55}, "baseline_dropout": {"primary": 0.70},
+              "nmer": {"primary": 0.69}, "ifmmin": {"primary": 0.62}}
+    comparison = {"primary_metric": "average_ua", "ranking": ["baseline_dropout", "nmer", "ifmmin", "baseline"],
+                  "models": models}
+    kw = {"candidates": ["ifmmin", "nmer"], "baselines": ["baseline", "baseline_dropout"]}
+    # nmer beats the champion and the zero-filled baseline, but not the stronger modality-dropout one
+    d = registration_decision("reg", "m", comparison, margin=0.0, **kw)
+    assert not d.register and d.rule == RULE_CHAMPION_AND_BASELINE
+    assert (d.reference, d.reference_score) == ("baseline_dropout", 0.70)
+    assert d.baselines == {"baseline": 0.55, "baseline_dropout": 0.70}
+    assert d.reason.startswith("no challenger beats the best baseline: nmer average_ua=0.6900")
+    assert "nothing is promoted" in d.reason
+    # the override: the champion rule alone decides, and the reason still names the stronger baseline
+    d = registration_decision("reg", "m", comparison, margin=0.0, require_beat_baseline=False, **kw)
+    assert d.register and d.rule == RULE_CHAMPION and "not above the best baseline baseline_dropout" in d.reason
+    # the same margin applies to the baseline: 0.72 beats 0.70 by 0.02, not by more than 0.05
+    ahead = {**comparison, "ranking": ["nmer", "baseline_dropout", "ifmmin", "baseline"],
+             "models": {**models, "nmer": {"primary": 0.72}}}
+    assert registration_decision("", "m", ahead, margin=0.0, **kw).register
+    assert not registration_decision("", "m", ahead, margin=0.05, **kw).register
+    d = registration_decision("", "m", ahead, margin=0.01, **kw)
+    assert d.register and "beats the best baseline baseline_dropout (0.7000) by 0.0200" in d.reason
+    # beating the baseline is not enough: the champion rule still applies
+    _Registry.champ = _Champion({}, score=0.8)
+    assert not registration_decision("reg", "m", ahead, margin=0.0, **kw).register
 
 
 # ------------------------------------------------------------------------------------------ noise
