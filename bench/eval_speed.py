@@ -69,8 +69,8 @@ def build_fold(root: Path, n_test: int, seed: int = 0) -> None:
 
 def save_random_checkpoint(model_name: str, run: Path) -> ExperimentConfig:
     """A randomly initialised checkpoint of ``model_name`` in ``run/fold_1/best.pt`` (its packaged recipe)."""
+    from mer_lib.inference.checkpoint import model_state, save
     from mer_lib.models.factory import build_model
-    from mer_lib.training.checkpoint import model_state, save
 
     cfg = load_config(model_name)
     torch.manual_seed(0)

@@ -21,9 +21,9 @@ import torch
 
 from mer_lib.conditions import MISSING_CONDITIONS
 from mer_lib.data.dataset import FoldData
+from mer_lib.inference.checkpoint import load_trained
 from mer_lib.models.factory import build_model
 from mer_lib.training.api import open_data, resolve_config
-from mer_lib.training.checkpoint import load_trained
 
 #: Variant name -> config overrides (every run also gets the common ``--set`` overrides).
 VARIANTS: dict[str, list[str]] = {

@@ -82,8 +82,8 @@ def test_unknown_keys_rejected_unless_lenient(caplog: pytest.LogCaptureFixture) 
 
 
 def test_checkpoint_from_an_older_version_still_loads(tmp_path: Path) -> None:
+    from mer_lib.inference import checkpoint as ckpt_io
     from mer_lib.models.factory import build_model
-    from mer_lib.training import checkpoint as ckpt_io
 
     cfg = load_config("utt_fusion")
     raw = cfg.to_dict()

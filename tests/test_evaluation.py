@@ -26,8 +26,8 @@ from mer_lib.evaluation.aggregate import (
     primary_value,
 )
 from mer_lib.evaluation.api import EvaluationError, evaluate_run
-from mer_lib.evaluation.metrics import compute_metrics, condition_metrics
 from mer_lib.evaluation.noise_grid import cell_seed, grid_cells
+from mer_lib.metrics import compute_metrics, condition_metrics
 from mer_lib.models.base import MERModel, StepOutput
 from tests.helpers_data import SPEC, make_featureset
 
@@ -204,7 +204,7 @@ def features(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_run(run_dir: Path, data: Path, folds: list[int], *, select_on: str = "val", dims: dict | None = None,
              label_names: list[str] | None = None) -> Path:
     """Write a run directory like ``mer train``'s: run.json and fold_<k>/best.pt of :class:`OracleL`."""
-    from mer_lib.training.checkpoint import save
+    from mer_lib.inference.checkpoint import save
 
     d = dims or SPEC.dims
     cfg = ExperimentConfig(model="utt_fusion")
@@ -290,7 +290,7 @@ def test_noise_grid_replaces_missing_modalities_and_is_reproducible(features: Pa
             batch.mask = torch.ones_like(batch.mask)
             return batch
 
-    monkeypatch.setattr("mer_lib.noise.NoiseInjector", RevealL)
+    monkeypatch.setattr("mer_lib.evaluation.noise_grid.NoiseInjector", RevealL)
     run = make_run(tmp_path / "run", features, [1])
     doc = evaluate_run(str(run), str(features), "1", str(tmp_path / "ev"), noise_grid=True,
                        noise_types=["gaussian", "impulse"], noise_levels=[20, 60])
@@ -329,8 +329,8 @@ def test_evaluate_errors_name_path_and_mismatch(features: Path, tmp_path: Path, 
 
 
 def test_noise_grid_with_the_real_injector_is_seeded(features: Path, tmp_path: Path) -> None:
+    from mer_lib.inference.checkpoint import save
     from mer_lib.models.factory import build_model
-    from mer_lib.training.checkpoint import save
 
     cfg = ExperimentConfig(model="utt_fusion")
     cfg.data.dim_a, cfg.data.dim_v, cfg.data.dim_l = SPEC.dims["a"], SPEC.dims["v"], SPEC.dims["l"]

@@ -24,8 +24,8 @@ from mer_lib.evaluation.aggregate import (
     metrics_frame,
 )
 from mer_lib.evaluation.api import Evaluation, EvaluationError, compare_runs, write_evaluation
-from mer_lib.evaluation.metrics import condition_metrics
 from mer_lib.evaluation.report import fmt, markdown_table
+from mer_lib.metrics import condition_metrics
 
 PAPER_HEADER = "| model | selection | {a} | {v} | {l} | {a,v} | {a,l} | {v,l} | average | {a,v,l} |"
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from mer_lib.inference import checkpoint as ckpt_io
 from mer_lib.rundir import LAST
-from mer_lib.training import checkpoint as ckpt_io
 from mer_lib.training.api import parse_folds, train
 from mer_lib.training.engine import linear_decay
 

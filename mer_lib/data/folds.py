@@ -181,3 +181,29 @@ def check_folds(root: str | Path, speaker_of: dict[str, str] | None = None) -> l
     if never:
         problems.append(f"{len(never)} utterance(s) never tested in any fold, e.g. {never[0]}")
     return problems
+
+
+def parse_folds(spec: str | int | list[int]) -> list[int]:
+    """``"1-10"``, ``"1,3,5"``, ``3`` or a list -> sorted unique fold numbers."""
+    if isinstance(spec, int):
+        return [spec]
+    if isinstance(spec, list):
+        return sorted(set(int(x) for x in spec))
+    out: set[int] = set()
+    for part in str(spec).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                if lo > hi:
+                    raise ValueError
+                out.update(range(lo, hi + 1))
+            else:
+                out.add(int(part))
+        except ValueError as exc:
+            raise ValueError(f"--folds {spec!r}: expected e.g. 1-10 or 1,3,5") from exc
+    if not out:
+        raise ValueError(f"--folds {spec!r}: no folds given")
+    return sorted(out)

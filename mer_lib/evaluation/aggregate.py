@@ -1,6 +1,6 @@
 """Tidy metric tables and their aggregation over folds (spec section 7.2).
 
-One fold's :func:`~mer_lib.evaluation.metrics.condition_metrics` result becomes tidy rows
+One fold's :func:`~mer_lib.metrics.condition_metrics` result becomes tidy rows
 ``(model, select_on, noise, level, fold, condition, metric, value, n)``; the cross-fold summary is the
 arithmetic mean over folds of each row (the papers' number: "average" is pooled per fold first, then
 averaged over folds), with the sample standard deviation, min, max and the number of folds.
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from mer_lib.conditions import ALL_CONDITIONS, FULL_CONDITION, MISSING_CONDITIONS
-from mer_lib.evaluation.metrics import AVERAGE, SCALAR_METRICS
+from mer_lib.metrics import AVERAGE, SCALAR_METRICS
 
 #: Columns identifying one evaluation setting (everything but the fold).
 SETTING_KEYS: tuple[str, ...] = ("model", "select_on", "noise", "level")
@@ -49,7 +49,7 @@ def metrics_frame(results: dict[str, dict[str, Any]], *, fold: int, model: str, 
     """Tidy rows of one fold's per-condition metrics.
 
     Args:
-        results: output of :func:`~mer_lib.evaluation.metrics.condition_metrics`.
+        results: output of :func:`~mer_lib.metrics.condition_metrics`.
         fold: fold number.
         model: display name of the model.
         select_on: selection protocol recorded with the checkpoint (``val`` or ``test_leak``).

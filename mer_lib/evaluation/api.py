@@ -42,7 +42,7 @@ from mer_lib.data.featureset import (
     read_metadata,
     spec_for,
 )
-from mer_lib.data.folds import guard_folds
+from mer_lib.data.folds import guard_folds, parse_folds
 from mer_lib.evaluation.aggregate import (
     CONFUSION_COLUMNS,
     FOLD_COLUMNS,
@@ -53,9 +53,12 @@ from mer_lib.evaluation.aggregate import (
     metrics_frame,
     primary_value,
 )
-from mer_lib.evaluation.metrics import condition_metrics
 from mer_lib.evaluation.noise_grid import grid_cells, run_grid
 from mer_lib.evaluation.report import render_html, render_markdown
+from mer_lib.inference.checkpoint import CheckpointError, find_checkpoint, load_trained
+from mer_lib.inference.device import resolve_device
+from mer_lib.inference.predict import predict_frame
+from mer_lib.metrics import condition_metrics
 from mer_lib.rundir import PREDICTIONS_TST, RUN_JSON, RunDir
 
 log = logging.getLogger(__name__)
@@ -120,8 +123,6 @@ def check_compatible(where: str, cfg: ExperimentConfig, meta: dict[str, Any], st
 
 
 def _resolve_folds(model_dir: Path, folds: str | Sequence[int] | None, run: dict[str, Any]) -> list[int]:
-    from mer_lib.training.api import parse_folds
-
     if folds is not None:
         return parse_folds(list(folds) if not isinstance(folds, (str, int)) else folds)
     if run.get("folds"):
@@ -196,10 +197,6 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
         EvaluationError: missing checkpoints or folds, or a checkpoint that does not fit the data.
         FoldLeakError: a fold's splits share an utterance or a speaker (before any work).
     """
-    from mer_lib.training.checkpoint import CheckpointError, find_checkpoint, load_trained
-    from mer_lib.training.predict import predict_frame
-    from mer_lib.training.reproducibility import resolve_device
-
     t_start = time.perf_counter()
     mdir = storage.localize(model_dir)
     if not mdir.is_dir():

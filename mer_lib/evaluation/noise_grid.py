@@ -17,7 +17,9 @@ import pandas as pd
 
 from mer_lib.config import NoiseConfig
 from mer_lib.data.dataset import BatchLoader
+from mer_lib.inference.predict import predict_frame
 from mer_lib.models.base import MERModel
+from mer_lib.noise import NoiseInjector
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,8 @@ def run_grid(model: MERModel, loader: BatchLoader, noise_cfg: NoiseConfig, cells
         label_names: class names for the probability columns.
 
     Yields:
-        ``(cell, predictions)`` with the predictions of :func:`mer_lib.training.predict.predict_frame`.
+        ``(cell, predictions)`` with the predictions of :func:`mer_lib.inference.predict.predict_frame`.
     """
-    from mer_lib.noise import NoiseInjector
-    from mer_lib.training.predict import predict_frame
-
     for cell in cells:
         cfg = dataclasses.replace(noise_cfg, type=cell.noise)
         injector = NoiseInjector(cfg, steps=cell.level, seed=cell.seed)

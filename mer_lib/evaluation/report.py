@@ -30,7 +30,7 @@ from mer_lib.evaluation.aggregate import (  # noqa: E402
     pooled_confusion,
     protocol_of,
 )
-from mer_lib.evaluation.metrics import AVERAGE  # noqa: E402
+from mer_lib.metrics import AVERAGE  # noqa: E402
 
 METRIC_NAMES: dict[str, str] = {"wa": "WA (accuracy)", "ua": "UA (macro recall)", "f1": "macro F1"}
 

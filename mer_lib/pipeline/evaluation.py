@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mer_lib.evaluation.metrics import AVERAGE
+from mer_lib.evaluation.aggregate import pooled_confusion
+from mer_lib.evaluation.api import load_evaluation
+from mer_lib.metrics import AVERAGE
 
 
 def pooled_confusion_matrix(evaluation_dir: str, condition: str = AVERAGE) -> tuple[list[str], list[list[int]]]:
@@ -18,9 +20,6 @@ def pooled_confusion_matrix(evaluation_dir: str, condition: str = AVERAGE) -> tu
     Raises:
         ValueError: the directory holds several models, or none.
     """
-    from mer_lib.evaluation.aggregate import pooled_confusion
-    from mer_lib.evaluation.api import load_evaluation
-
     ev = load_evaluation(evaluation_dir)
     models = list(dict.fromkeys(ev.confusion["model"]))
     if len(models) != 1:

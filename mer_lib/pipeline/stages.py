@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from mer_lib import storage
+from mer_lib.config import recipe_file
 from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
 from mer_lib.rundir import RESUME_ONLY, RunDir
+from mer_lib.training.api import train
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ def stage_config_files(family: str, recipe: str) -> dict[str, str | None]:
     A stage without that recipe trains with its faithful one (NMER's stage 1 and the baseline have no
     improved recipe); the recipe each stage used is recorded in its run summary.
     """
-    from mer_lib.config import recipe_file
-
     files = {}
     for stage in family_stages(family):
         path = recipe_file(stage, recipe, required=False)
@@ -62,8 +62,6 @@ def stage_config_files(family: str, recipe: str) -> dict[str, str | None]:
 
 def _train_stages(stages: tuple[str, ...], data: str, fold: int, base: Path, config_files: dict[str, str | None],
                   **kwargs: Any) -> dict[str, Any]:
-    from mer_lib.training.api import train
-
     teacher = None
     summaries = {}
     for model in stages:

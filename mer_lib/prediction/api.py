@@ -29,6 +29,9 @@ from tqdm.auto import tqdm
 from mer_lib import storage
 from mer_lib.conditions import parse_conditions
 from mer_lib.data.dataset import Batch
+from mer_lib.inference.device import resolve_device
+from mer_lib.inference.predict import predict_frame
+from mer_lib.noise import NoiseInjector
 from mer_lib.prediction.errors import PredictionError
 from mer_lib.prediction.inputs import (
     SKIP_COLUMNS,
@@ -101,8 +104,6 @@ def load_inputs(loaded: LoadedModel, input_uri: str | None = None, *, audio: str
 
 
 def _noise_transform(fold: FoldModel) -> Callable[[Batch], Batch]:
-    from mer_lib.noise import NoiseInjector
-
     return NoiseInjector(fold.cfg.noise)
 
 
@@ -123,8 +124,6 @@ def predict_clips(loaded: LoadedModel, clips: ClipSet, *, batch_size: int | None
     Returns:
         The prediction table (see the module docstring).
     """
-    from mer_lib.training.predict import predict_frame
-
     names = loaded.label_names
     policy = absent_policy(loaded.cfg.model, absent)
     bs = int(batch_size or loaded.cfg.train.eval_batch_size)
@@ -181,8 +180,6 @@ def predict(model: str, input_uri: str | None = None, *, version: str | int | No
     Raises:
         PredictionError: bad model reference, input or option; or no utterance could be predicted.
     """
-    from mer_lib.training.reproducibility import resolve_device
-
     t0 = time.perf_counter()
     dev = resolve_device(device)
     conds = parse_conditions(conditions) if isinstance(conditions, str) else conditions

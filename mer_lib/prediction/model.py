@@ -21,8 +21,10 @@ import torch
 from mer_lib import storage
 from mer_lib.config import ExperimentConfig
 from mer_lib.data.featureset import LABEL_NAMES, FeatureSetError, FeatureSpec, read_mean_std, read_metadata
+from mer_lib.inference.checkpoint import CheckpointError, load_trained
 from mer_lib.models.base import MERModel
 from mer_lib.prediction.errors import PredictionError
+from mer_lib.registry import RegistryError, UriRegistry
 from mer_lib.rundir import BEST, RunDir
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,6 @@ def resolve(uri: str, version: str | int | None = None) -> ModelRef:
     Raises:
         PredictionError: nothing at ``uri``, an unknown version, or ``version`` given for a plain directory.
     """
-    from mer_lib.registry import RegistryError, UriRegistry
-
     uri = str(uri).rstrip("/") if storage.is_gcs(str(uri)) else str(uri)
     meta_uri = storage.join(uri, "metadata.json")
     if storage.exists(meta_uri) and storage.list_files(storage.join(uri, "model")):
@@ -234,8 +234,6 @@ def load_model(uri: str, version: str | int | None = None, fold: str | int | Non
     Raises:
         PredictionError: the model cannot be found or loaded, or its folds disagree on labels/features.
     """
-    from mer_lib.training.checkpoint import CheckpointError, load_trained
-
     ref = resolve(uri, version)
     local = storage.localize(ref.model_dir)
     folds: list[FoldModel] = []

@@ -95,7 +95,7 @@ class Predictor:
             PredictionError: the model cannot be found or loaded, or a bad ``absent``.
             ValueError: ``cuda`` without a GPU.
         """
-        from mer_lib.training.reproducibility import resolve_device
+        from mer_lib.inference.device import resolve_device
 
         dev = resolve_device(device)
         loaded = load_model(model, version, fold, dev)

@@ -11,39 +11,21 @@ from typing import Any
 
 from mer_lib import storage
 from mer_lib.config import ExperimentConfig, load_config
-from mer_lib.data.featureset import FeatureSetError, FeatureSpec, FeatureStore, fingerprint, list_folds, read_metadata
-from mer_lib.data.folds import guard_folds
+from mer_lib.data.featureset import (
+    LABEL_NAMES,
+    FeatureSetError,
+    FeatureSpec,
+    FeatureStore,
+    fingerprint,
+    list_folds,
+    read_metadata,
+)
+from mer_lib.data.folds import guard_folds, parse_folds
 from mer_lib.rundir import RunDir
 from mer_lib.training.engine import DataContext, FoldResult, train_fold
 from mer_lib.training.reproducibility import package_versions
 
 log = logging.getLogger(__name__)
-
-
-def parse_folds(spec: str | int | list[int]) -> list[int]:
-    """``"1-10"``, ``"1,3,5"``, ``3`` or a list -> sorted unique fold numbers."""
-    if isinstance(spec, int):
-        return [spec]
-    if isinstance(spec, list):
-        return sorted(set(int(x) for x in spec))
-    out: set[int] = set()
-    for part in str(spec).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                lo, hi = (int(x) for x in part.split("-", 1))
-                if lo > hi:
-                    raise ValueError
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(int(part))
-        except ValueError as exc:
-            raise ValueError(f"--folds {spec!r}: expected e.g. 1-10 or 1,3,5") from exc
-    if not out:
-        raise ValueError(f"--folds {spec!r}: no folds given")
-    return sorted(out)
 
 
 def resolve_config(model: str | None, config_file: str | None = None, overrides: list[str] | None = None,
@@ -82,8 +64,6 @@ def open_data(cfg: ExperimentConfig, data: str) -> tuple[ExperimentConfig, DataC
                                         dim_a=dims["a"], dim_v=dims["v"], dim_l=dims["l"]))
     labels = tuple(meta.get("label_names", [])) or None
     if labels is None:
-        from mer_lib.data.featureset import LABEL_NAMES
-
         labels = LABEL_NAMES[: cfg.data.num_classes]
     cfg = replace(cfg, data=replace(cfg.data, root=str(data), num_classes=len(labels)))
     store = FeatureStore(root, spec)

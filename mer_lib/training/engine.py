@@ -32,12 +32,14 @@ from mer_lib.conditions import FULL_CONDITION, MISSING_CONDITIONS
 from mer_lib.config import ExperimentConfig
 from mer_lib.data.dataset import FoldData
 from mer_lib.data.featureset import FeatureStore, read_metadata
+from mer_lib.inference import checkpoint as ckpt_io
+from mer_lib.inference.device import resolve_device
+from mer_lib.inference.predict import predict_frame
+from mer_lib.metrics import condition_metrics
 from mer_lib.models.base import MERModel
 from mer_lib.models.factory import build_model
 from mer_lib.rundir import FoldDir
-from mer_lib.training import checkpoint as ckpt_io
-from mer_lib.training.predict import predict_frame
-from mer_lib.training.reproducibility import epoch_seed, package_versions, resolve_device, seed_everything
+from mer_lib.training.reproducibility import epoch_seed, package_versions, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +106,6 @@ def _load_teacher(model: MERModel, teacher_dir: str | None, fold: int, data: Dat
 def evaluate_split(model: MERModel, fold_data: FoldData, split: str, conditions: list[str], cfg: ExperimentConfig,
                    device: torch.device, label_names: tuple[str, ...]):  # (DataFrame, dict)
     """Predictions and per-condition metrics of one split under ``conditions``."""
-    from mer_lib.evaluation.metrics import condition_metrics
-
     loader = fold_data.loader(split, batch_size=cfg.train.eval_batch_size, conditions=conditions)
     pred = predict_frame(model, loader, device=device, label_names=label_names)
     return pred, condition_metrics(pred, len(label_names))

@@ -29,15 +29,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % 2**63
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device=cuda but no CUDA device is available (use auto or cpu)")
-    return torch.device(name)
-
-
 def package_versions() -> dict[str, str]:
     """Versions of the packages that determine a model's behaviour (+ git commit when known)."""
     import sklearn
