@@ -212,3 +212,24 @@ def test_fold_check_cli(fs: tuple[Path, dict], capsys: pytest.CaptureFixture[str
     (root / "target" / "3" / "val_label.npy").unlink()
     assert main(["folds", "check", str(root)]) == 1
     assert "val_label.npy: missing fold file" in capsys.readouterr().out
+
+
+def test_feature_set_open_is_the_one_reader(tiny_data: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from mer_lib.data.featureset import FeatureSet, FeatureSetError, FeatureSpec, is_feature_set
+
+    fs = FeatureSet.open(tiny_data)
+    assert fs.label_names == ("happy", "angry", "sad", "neutral") and fs.folds() == list(range(1, 11))
+    assert fs.fingerprint() == json.loads((tiny_data / "featureset.json").read_text())["fingerprint"]
+    assert len(fs.store()) == 80 and is_feature_set(tiny_data)
+    # a released folder (no featureset.json): the given spec, and as many IEMOCAP names as classes
+    released = tmp_path / "released"
+    shutil.copytree(tiny_data, released)
+    (released / "featureset.json").unlink()
+    bare = FeatureSet.open(released, spec=FeatureSpec(), num_classes=2)
+    assert bare.label_names == ("happy", "angry") and bare.spec == FeatureSpec()
+    assert bare.fingerprint() == fs.fingerprint()  # computed from the same files
+    assert is_feature_set(released) and not is_feature_set(tmp_path) and not is_feature_set(tmp_path / "nothing")
+    with pytest.raises(FeatureSetError, match="not a feature-set directory"):
+        FeatureSet.open(tmp_path / "nothing")

@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from mer_lib import storage
 from mer_lib.conditions import MODALITIES
 from mer_lib.config import DataConfig
 
@@ -206,17 +207,81 @@ def read_metadata(root: str | Path) -> dict:
         raise FeatureSetError(f"{p}: malformed JSON: {exc}") from exc
 
 
-def spec_for(root: str | Path, default: FeatureSpec | None = None) -> FeatureSpec:
-    """The feature spec recorded in ``featureset.json``, else ``default`` (the papers')."""
-    meta = read_metadata(root)
+def _spec_of(meta: dict, default: FeatureSpec | None) -> FeatureSpec:
     if "spec" in meta:
         return FeatureSpec(names=meta["spec"]["names"], dims={k: int(v) for k, v in meta["spec"]["dims"].items()})
     return default or FeatureSpec()
 
 
-def label_names_for(root: str | Path) -> tuple[str, ...]:
-    """Label names recorded with the set (default: the 4 IEMOCAP classes)."""
-    return tuple(read_metadata(root).get("label_names", LABEL_NAMES))
+def _labels_of(meta: dict, num_classes: int | None) -> tuple[str, ...]:
+    # The one fallback for a released folder without featureset.json: the IEMOCAP names, as many as classes.
+    names = meta.get("label_names")
+    return tuple(names) if names else LABEL_NAMES[: num_classes or len(LABEL_NAMES)]
+
+
+def spec_for(root: str | Path, default: FeatureSpec | None = None) -> FeatureSpec:
+    """The feature spec recorded in ``featureset.json``, else ``default`` (the papers')."""
+    return _spec_of(read_metadata(root), default)
+
+
+def label_names_for(root: str | Path, num_classes: int | None = None) -> tuple[str, ...]:
+    """Label names recorded with the set, else the first ``num_classes`` IEMOCAP classes (all 4 by default)."""
+    return _labels_of(read_metadata(root), num_classes)
+
+
+def is_feature_set(uri: str | Path) -> bool:
+    """True when ``uri`` (local or gs://) is a feature set: ``featureset.json``, fold lists (``target/``) or an
+    ``A/``, ``V/`` or ``L/`` folder (a released feature folder has no ``featureset.json``)."""
+    markers = {METADATA, "target", *MODALITY_DIR.values()}
+    if storage.is_gcs(str(uri)):
+        return any(f.split("/", 1)[0] in markers for f in storage.list_files(str(uri)))
+    root = Path(uri)
+    return root.is_dir() and any((root / m).exists() for m in markers)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """An opened feature set: where it is, its ``featureset.json``, feature spec and label names.
+
+    The one way the layers open a feature set (training, evaluation, the pipeline's data and noise
+    steps): the spec and label fallbacks live here, the feature arrays load on :meth:`store`.
+    """
+
+    uri: str
+    root: Path
+    meta: dict
+    spec: FeatureSpec
+    label_names: tuple[str, ...]
+
+    @classmethod
+    def open(cls, uri: str | Path, *, spec: FeatureSpec | None = None, num_classes: int | None = None) -> FeatureSet:
+        """Open a local or gs:// feature set (a gs:// one is downloaded to the cache once).
+
+        Args:
+            uri: the feature-set directory or URI.
+            spec: feature names/dims when the set records none (a released folder); default the papers'.
+            num_classes: how many IEMOCAP label names to assume when the set records none.
+
+        Raises:
+            FeatureSetError: not a directory, or a malformed ``featureset.json``.
+        """
+        root = Path(storage.localize(str(uri)))
+        if not root.is_dir():
+            raise FeatureSetError(f"{uri}: not a feature-set directory")
+        meta = read_metadata(root)
+        return cls(str(uri), root, meta, _spec_of(meta, spec), _labels_of(meta, num_classes))
+
+    def fingerprint(self) -> str:
+        """The content fingerprint recorded with the set, else computed from its files."""
+        return str(self.meta.get("fingerprint") or fingerprint(self.root, self.spec))
+
+    def folds(self) -> list[int]:
+        """Fold numbers under ``target/``."""
+        return list_folds(self.root)
+
+    def store(self, **kwargs: object) -> FeatureStore:
+        """Load the feature arrays (:class:`FeatureStore` keyword arguments: ``ids``, ``modalities``)."""
+        return FeatureStore(self.root, self.spec, **kwargs)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------ reading

@@ -34,14 +34,7 @@ from mer_lib import storage
 from mer_lib.conditions import ALL_CONDITIONS, MISSING_CONDITIONS, MODALITIES, parse_conditions
 from mer_lib.config import ConfigError, EvalConfig, ExperimentConfig, NoiseConfig, load_config
 from mer_lib.data.dataset import FoldData
-from mer_lib.data.featureset import (
-    LABEL_NAMES,
-    FeatureStore,
-    fingerprint,
-    list_folds,
-    read_metadata,
-    spec_for,
-)
+from mer_lib.data.featureset import LABEL_NAMES, FeatureSet, FeatureSetError, FeatureStore, label_names_for
 from mer_lib.data.folds import guard_folds, parse_folds
 from mer_lib.evaluation.aggregate import (
     CONFUSION_COLUMNS,
@@ -85,12 +78,6 @@ class Evaluation:
 
 
 # --------------------------------------------------------------------------------------- checks
-
-def _data_labels(root: Path, num_classes: int) -> tuple[str, ...]:
-    """Label names of a feature set (``featureset.json``, else the first ``num_classes`` IEMOCAP names)."""
-    names = read_metadata(root).get("label_names")
-    return tuple(names) if names else LABEL_NAMES[:num_classes]
-
 
 def check_compatible(where: str, cfg: ExperimentConfig, meta: dict[str, Any], store: FeatureStore,
                      data: str, label_names: tuple[str, ...]) -> None:
@@ -212,10 +199,12 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
             raise EvaluationError(str(exc)) from exc
         if ckpts[k] != RunDir(mdir).fold(k).best:
             raise EvaluationError(f"{RunDir(mdir).fold(k).path}: no checkpoint for fold {k} in this model directory")
-    root = storage.localize(data)
-    if not root.is_dir():
-        raise EvaluationError(f"{data}: not a feature-set directory")
-    available = list_folds(root)
+    try:
+        fs = FeatureSet.open(data)
+    except FeatureSetError as exc:
+        raise EvaluationError(str(exc)) from exc
+    root = fs.root
+    available = fs.folds()
     absent = [k for k in fold_list if k not in available]
     if absent:
         raise EvaluationError(f"{data}: fold(s) {absent} missing from the feature set (it has {available})")
@@ -226,9 +215,8 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
     ncfg = _noise_config(noise_set)
     dev = resolve_device(device)
 
-    spec = spec_for(root)
-    store = FeatureStore(root, spec)
-    data_fp = read_metadata(root).get("fingerprint") or fingerprint(root, spec)
+    store = fs.store()
+    data_fp = fs.fingerprint()
     show = _show_progress(progress)
     fm, cf, preds = [], [], []
     label_names: tuple[str, ...] = ()
@@ -236,7 +224,7 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
     model_name, timings = name, {"clean_s": 0.0, "noise_s": 0.0}
     for k in tqdm(fold_list, desc="folds", disable=not show, unit="fold"):
         model, cfg, meta = load_trained(ckpts[k], device=dev)
-        label_names = _data_labels(root, cfg.data.num_classes)
+        label_names = label_names_for(root, cfg.data.num_classes)
         check_compatible(str(ckpts[k]), cfg, meta, store, data, label_names)
         if meta.get("data_fingerprint") and meta["data_fingerprint"] != data_fp:
             log.warning("%s: trained on data with fingerprint %s, evaluating on %s (%s)", ckpts[k],

@@ -23,12 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from mer_lib import storage
-from mer_lib.data.featureset import METADATA, FeatureSetError, fingerprint, list_folds, read_metadata, spec_for
+from mer_lib.data.featureset import (
+    METADATA,
+    FeatureSetError,
+    fingerprint,
+    is_feature_set,
+    list_folds,
+    read_metadata,
+    spec_for,
+)
 from mer_lib.data.folds import guard_folds
 
 SYNTHETIC_PREFIX = "synthetic:"
-#: Files whose presence marks a directory as a feature set rather than raw media.
-FEATURESET_MARKERS = (METADATA, "target")
 
 
 def source_kind(data_uri: str) -> str:
@@ -46,8 +52,7 @@ def source_kind(data_uri: str) -> str:
     files = storage.list_files(data_uri)
     if not files:
         raise FileNotFoundError(f"data_uri {data_uri!r}: nothing stored there (expected a feature set or raw media)")
-    tops = {f.split("/", 1)[0] for f in files}
-    return "featureset" if any(m in tops for m in FEATURESET_MARKERS) else "raw"
+    return "featureset" if is_feature_set(data_uri) else "raw"
 
 
 def synthetic_preset(data_uri: str, default: str) -> str:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from mer_lib import storage
 from mer_lib.conditions import parse_conditions
 from mer_lib.data.dataset import Batch
+from mer_lib.data.featureset import is_feature_set
 from mer_lib.inference.device import resolve_device
 from mer_lib.inference.predict import predict_frame
 from mer_lib.noise import NoiseInjector
@@ -36,7 +37,6 @@ from mer_lib.prediction.errors import PredictionError
 from mer_lib.prediction.inputs import (
     SKIP_COLUMNS,
     ClipSet,
-    is_feature_set,
     read_feature_set,
     read_raw_manifest,
     single_clip,

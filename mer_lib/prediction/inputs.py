@@ -90,15 +90,6 @@ def build_clipset(ids: list[str], seqs: dict[str, list[np.ndarray | None]], labe
 
 # ------------------------------------------------------------------------------------ feature sets
 
-def is_feature_set(uri: str) -> bool:
-    """True when ``uri`` looks like a feature-set directory (``featureset.json`` or an A/V/L folder)."""
-    if storage.exists(storage.join(uri, "featureset.json")):
-        return True
-    if storage.is_gcs(uri):
-        return any(f.split("/", 1)[0] in MODALITY_DIR.values() for f in storage.list_files(uri))
-    return Path(uri).is_dir() and any((Path(uri) / d).is_dir() for d in MODALITY_DIR.values())
-
-
 def read_feature_set(uri: str, spec: FeatureSpec, label_names: tuple[str, ...], *,
                      split: str | None = None) -> ClipSet:
     """Read every utterance of a feature set (or one split of one fold, ``"K:tst"``).

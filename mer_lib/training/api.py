@@ -11,15 +11,7 @@ from typing import Any
 
 from mer_lib import storage
 from mer_lib.config import ExperimentConfig, load_config
-from mer_lib.data.featureset import (
-    LABEL_NAMES,
-    FeatureSetError,
-    FeatureSpec,
-    FeatureStore,
-    fingerprint,
-    list_folds,
-    read_metadata,
-)
+from mer_lib.data.featureset import FeatureSet, FeatureSetError, FeatureSpec, list_folds
 from mer_lib.data.folds import guard_folds, parse_folds
 from mer_lib.rundir import RunDir
 from mer_lib.training.engine import DataContext, FoldResult, train_fold
@@ -52,23 +44,12 @@ def open_data(cfg: ExperimentConfig, data: str) -> tuple[ExperimentConfig, DataC
     Returns:
         The config with ``data`` filled in from the feature set, and the shared data context.
     """
-    root = storage.localize(data)
-    if not root.is_dir():
-        raise FeatureSetError(f"{data}: not a feature-set directory")
-    meta = read_metadata(root)
-    spec = FeatureSpec.from_config(cfg.data)
-    if "spec" in meta:
-        names, dims = meta["spec"]["names"], {k: int(v) for k, v in meta["spec"]["dims"].items()}
-        spec = FeatureSpec(names=names, dims=dims)
-        cfg = replace(cfg, data=replace(cfg.data, feature_a=names["a"], feature_v=names["v"], feature_l=names["l"],
-                                        dim_a=dims["a"], dim_v=dims["v"], dim_l=dims["l"]))
-    labels = tuple(meta.get("label_names", [])) or None
-    if labels is None:
-        labels = LABEL_NAMES[: cfg.data.num_classes]
-    cfg = replace(cfg, data=replace(cfg.data, root=str(data), num_classes=len(labels)))
-    store = FeatureStore(root, spec)
-    fp = meta.get("fingerprint") or fingerprint(root, spec)
-    return cfg, DataContext(store=store, label_names=labels, fingerprint=fp, root=str(data))
+    fs = FeatureSet.open(data, spec=FeatureSpec.from_config(cfg.data), num_classes=cfg.data.num_classes)
+    names, dims = fs.spec.names, fs.spec.dims
+    cfg = replace(cfg, data=replace(cfg.data, feature_a=names["a"], feature_v=names["v"], feature_l=names["l"],
+                                    dim_a=dims["a"], dim_v=dims["v"], dim_l=dims["l"], root=str(data),
+                                    num_classes=len(fs.label_names)))
+    return cfg, DataContext(store=fs.store(), label_names=fs.label_names, fingerprint=fs.fingerprint(), root=str(data))
 
 
 def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", *, teacher: str | None = None,
