@@ -8,7 +8,7 @@ Two images, chosen per step at compile time and baked into the package (``images
 
 - :data:`MER_IMAGE_CPU` (``$MER_IMAGE_CPU``): the base image of every component, the small CPU build;
 - :data:`MER_IMAGE_GPU` (``$MER_IMAGE_GPU``): the CUDA build, set by ``pipelines/training.py`` on the
-  GPU training steps only.
+  GPU training steps and by ``pipelines/batch_predict.py`` on its GPU prediction step.
 
 ``$MER_IMAGE`` alone sets both (one image for every step, as before). Use tags while developing and
 pin digests for the scheduled production pipeline, e.g.::
