@@ -14,10 +14,12 @@ bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
 import math
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -37,6 +39,7 @@ from mer_lib.inference.device import resolve_device
 from mer_lib.inference.predict import predict_frame
 from mer_lib.metrics import condition_metrics
 from mer_lib.models.base import MERModel
+from mer_lib.models.encoding import prefill_teacher_cache
 from mer_lib.models.factory import build_model
 from mer_lib.rundir import FoldDir
 from mer_lib.training.reproducibility import epoch_seed, package_versions, seed_everything
@@ -103,11 +106,49 @@ def _load_teacher(model: MERModel, teacher_dir: str | None, fold: int, data: Dat
     model.attach_teacher(teacher)
 
 
+def cpu_quota() -> int:
+    """CPUs this process may use: its cgroup CPU quota (a pod's limit) or affinity, whichever is lower.
+
+    torch defaults to the node's physical cores, which oversubscribes a pod limited to a few of
+    them; an LSTM synchronises its threads at every time step, so an oversubscribed thread pool
+    stalls it (measured 2-10x slower per step on a shared 2-core VM).
+    """
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()),  # cgroup v2: "quota period"
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), "100000"])):
+        try:
+            quota, period = parse(Path(path).read_text())[:2]
+            if quota not in ("max", "-1"):
+                cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+            break
+        except (OSError, ValueError):
+            continue
+    return max(1, cpus)
+
+
+def precision_context(cfg: ExperimentConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of ``train.precision`` (bf16) or ``train.amp`` (fp16, CUDA); else none.
+
+    bf16 autocast runs matrix products, LSTMs and convolutions in bfloat16 (AVX-512 BF16 on these
+    CPUs, tensor cores on a GPU) with fp32 weights and optimiser; it is a named option because its
+    scores differ from fp32 within a tolerance measured in bench/README.md.
+    """
+    if cfg.train.precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if cfg.train.amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
 def evaluate_split(model: MERModel, fold_data: FoldData, split: str, conditions: list[str], cfg: ExperimentConfig,
                    device: torch.device, label_names: tuple[str, ...]):  # (DataFrame, dict)
     """Predictions and per-condition metrics of one split under ``conditions``."""
-    loader = fold_data.loader(split, batch_size=cfg.train.eval_batch_size, conditions=conditions)
-    pred = predict_frame(model, loader, device=device, label_names=label_names)
+    loader = fold_data.loader(split, batch_size=cfg.train.eval_batch_size, conditions=conditions, device=device)
+    with precision_context(cfg, device):
+        pred = predict_frame(model, loader, device=device, label_names=label_names)
     return pred, condition_metrics(pred, len(label_names))
 
 
@@ -132,8 +173,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
         return FoldResult(fold, finished["best_epoch"], finished["best_score"], finished, out)
 
     device = resolve_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    torch.set_num_threads(cfg.train.threads or cpu_quota())
     seed_everything(cfg.train.seed + fold, cfg.train.deterministic)
     fold_data = FoldData(data.store, fold, norm_a=cfg.data.norm_a, num_classes=len(data.label_names))
     model = build_model(cfg).to(device)
@@ -146,7 +186,8 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
     optimizer = opt_cls(groups, lr=cfg.train.lr, betas=(cfg.train.beta1, cfg.train.beta2),
                         weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_decay(cfg.train.niter, cfg.train.niter_decay))
-    use_amp = cfg.train.amp and device.type == "cuda"
+    # fp16 needs loss scaling; bf16 (train.precision) has fp32's range and does not
+    use_amp = cfg.train.amp and device.type == "cuda" and cfg.train.precision == "fp32"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     total_epochs = cfg.train.niter + cfg.train.niter_decay
     sel_conds = selection_conditions(model)
@@ -192,8 +233,18 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
         except ImportError:
             log.info("tensorboard not installed; skipping event files")
     train_loader = fold_data.loader("trn", batch_size=cfg.train.batch_size, conditions=model.train_conditions,
-                                    shuffle=True, seed=cfg.train.seed + fold)
+                                    shuffle=True, seed=cfg.train.seed + fold, device=device)
     show = sys.stderr.isatty() if progress is None else progress
+    if start_epoch < total_epochs:
+        # Stage 2: the frozen teacher's targets of every training utterance before the first step (at
+        # the training batch size: larger batches are slower per row here, their LSTM state leaves cache).
+        t0 = time.perf_counter()
+        seen = prefill_teacher_cache(model, fold_data.loader("trn", batch_size=cfg.train.batch_size,
+                                                             conditions="full", device=device,
+                                                             pad_to_split_max=True))
+        if seen:
+            log.info("fold %d: teacher targets of %d training utterances cached in %.1f s", fold, seen,
+                     time.perf_counter() - t0)
 
     for epoch in range(start_epoch, total_epochs):
         t0 = time.perf_counter()
@@ -206,7 +257,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
                    disable=not show, unit="batch")
         for batch in bar:
             batch = batch.to(device)
-            with torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext():
+            with precision_context(cfg, device):
                 step = model.training_step(batch, epoch)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(step.loss).backward()
@@ -251,10 +302,14 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
                     writer.add_scalar(k.replace("_", "/", 1), v, epoch + 1)
             writer.flush()
         _write_history(fold_dir.history_csv, history)
-        ckpt_io.save({"model": ckpt_io.model_state(model), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                      "best_score": best_score, "best_epoch": best_epoch, "history": history,
-                      "rng": {"torch": torch.get_rng_state()}, "config": cfg.to_dict(), "meta": meta}, last_path)
+        # The resume state (NMER: ~200 MB with Adam's moments) every checkpoint_every epochs and after
+        # the last; a run resumed from an older one re-trains the epochs since, bit-identically.
+        if (epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == total_epochs:
+            ckpt_io.save({"model": ckpt_io.model_state(model), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+                          "best_score": best_score, "best_epoch": best_epoch, "history": history,
+                          "rng": {"torch": torch.get_rng_state()}, "config": cfg.to_dict(), "meta": meta},
+                         last_path)
     if writer is not None:
         writer.close()
     return _finish_fold(cfg, data, fold, out, fold_data, best_epoch, best_score, history, device)
