@@ -18,12 +18,14 @@ from typing import Any
 from mer_lib import storage
 from mer_lib.data.featureset import list_folds
 from mer_lib.data.folds import guard_folds
-from mer_lib.features.api import extract, merge
-from mer_lib.features.driver import parse_shard
+from mer_lib.features.api import extract, merge, read_source
+from mer_lib.features.driver import in_shard, parse_shard
 from mer_lib.pipeline.data import verify_source
 
 #: Upper bound of ``extract_shards``: more pods than this only adds start-up cost.
 MAX_SHARDS = 256
+#: Fewest utterances per worker process: each one loads every extractor's models before its first utterance.
+MIN_UTTERANCES_PER_WORKER = 25
 
 
 def shard_specs(num_shards: int) -> list[str]:
@@ -51,7 +53,8 @@ def extract_shard(data_uri: str, shard: str, out: str, *, expected_fingerprint: 
         shard: ``"i/n"``.
         out: new or empty folder (the task's output artifact).
         expected_fingerprint: the gate's fingerprint of ``data_uri``; the media must still match it.
-        workers: extraction processes in this pod (capped at the CPUs this process may use).
+        workers: extraction processes in this pod, at most: capped at the CPUs this process may use and at
+            one per :data:`MIN_UTTERANCES_PER_WORKER` utterances of the shard.
 
     Returns:
         The extraction summary (counts, the partial's metadata).
@@ -62,8 +65,11 @@ def extract_shard(data_uri: str, shard: str, out: str, *, expected_fingerprint: 
     """
     parse_shard(shard)  # a clear error before any listing
     verify_source(data_uri, expected_fingerprint)
+    source = source_of(data_uri)
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return extract(source_of(data_uri), data_uri, out, shard=shard, workers=max(1, min(workers, usable)))
+    mine = sum(in_shard(u.uid, parse_shard(shard)) for u in read_source(source, data_uri).utterances)
+    workers = max(1, min(workers, usable, -(-mine // MIN_UTTERANCES_PER_WORKER)))
+    return extract(source, data_uri, out, shard=shard, workers=workers)
 
 
 def merge_shards(partials: list[str], out: str, *, data_uri: str, expected_fingerprint: str,
