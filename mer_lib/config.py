@@ -339,19 +339,23 @@ def recipe_file(model: str, recipe: str, *, required: bool = True) -> Path | Non
 
 
 def load_config(model: str | None = None, config_file: str | Path | None = None,
-                overrides: list[str] | None = None) -> ExperimentConfig:
-    """Resolve a config: packaged recipe for ``model`` <- ``config_file`` <- ``--set`` overrides.
+                overrides: list[str] | None = None, *, recipe: str = "faithful",
+                recipe_fallback: bool = False) -> ExperimentConfig:
+    """Resolve a config: ``model``'s faithful recipe <- the named ``recipe`` <- ``config_file`` <- overrides.
 
     Args:
-        model: model name; its packaged recipe (if any) is the base layer.
-        config_file: optional user YAML, merged on top.
+        model: model name; its packaged faithful recipe (if any) is the base layer.
+        config_file: optional user YAML, merged on top of the recipe.
         overrides: ``key=value`` strings (dotted keys), applied last.
+        recipe: one of :data:`RECIPES`; a non-faithful one merges ``<model>_<recipe>.yaml`` over the base.
+        recipe_fallback: a model without that recipe keeps its faithful one (a pipeline family whose stage 1
+            is shared by every recipe) instead of raising.
 
     Returns:
         The validated :class:`ExperimentConfig`.
 
     Raises:
-        ConfigError: naming the offending key and source.
+        ConfigError: naming the offending key and source, or a recipe the model does not have.
     """
     raw: dict[str, Any] = {}
     sources: list[tuple[str, dict[str, Any]]] = []
@@ -361,6 +365,12 @@ def load_config(model: str | None = None, config_file: str | Path | None = None,
         base = recipe_path(str(name))
         if base.exists():
             sources.append((str(base), load_yaml(base)))
+    if recipe != "faithful" or recipe not in RECIPES:
+        if not name:
+            raise ConfigError(f"recipe {recipe!r} needs a model name (--model or a config naming one)")
+        named = recipe_file(str(name), recipe, required=not recipe_fallback)
+        if named is not None:
+            sources.append((str(named), load_yaml(named)))
     if config_file:
         sources.append((str(config_file), user))
     if model:

@@ -283,7 +283,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             importer.set_display_name("feature set")
             dataset = importer.output
             noise = noise_recipe(dataset=dataset, noise_types=noise_types, noise_levels=noise_levels,
-                                 noise_seed=noise_seed, training_overrides=training_overrides)
+                                 noise_seed=noise_seed, training_overrides=training_overrides, training_recipe=recipe)
             with_resources(noise.set_display_name("noise recipe"), "noise")
 
             with dsl.ParallelFor(folds, parallelism=opts.fold_parallelism, name="folds") as fold:
@@ -303,7 +303,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             evals = {}
             for family, task in trained.items():
                 ev = evaluate_model(dataset=dataset, fold_models=dsl.Collected(task.outputs["model"]),
-                                    noise=noise.outputs["recipe"], device="cpu")
+                                    noise=noise.outputs["settings"], device="cpu")
                 with_resources(ev.set_display_name(f"evaluate {family}"), "evaluate")
                 evals[family] = ev
 

@@ -62,7 +62,7 @@ def dataset(work: Path) -> Dataset:
 def noise(work: Path, dataset: Dataset) -> Artifact:
     recipe = _art(Artifact, work / "noise")
     noise_recipe.python_func(dataset=dataset, noise_types=["gaussian"], noise_levels=[100], noise_seed=3,
-                             training_overrides=TINY_NETS, recipe=recipe)
+                             training_overrides=TINY_NETS, training_recipe="published", settings=recipe)
     return recipe
 
 
@@ -140,6 +140,8 @@ def test_noise_recipe_is_written_for_evaluation(noise: Artifact, dataset: Datase
     assert doc["evaluation"]["types"] == ["gaussian"] and doc["evaluation"]["levels"] == [100]
     assert doc["evaluation"]["noise_set"] == ["seed=3"]
     assert noise.metadata["data_fingerprint"] == dataset.metadata["fingerprint"]
+    # the run's recipe reaches the recorded training noise (published NMER also corrupts the pads)
+    assert doc["training_recipe"] == "published" and doc["training"]["nmer"]["noise_pads"] is True
 
 
 def test_noise_recipe_rejects_bad_levels(work: Path, dataset: Dataset) -> None:
@@ -147,7 +149,8 @@ def test_noise_recipe_rejects_bad_levels(work: Path, dataset: Dataset) -> None:
 
     with pytest.raises(ConfigError, match="T=500"):
         noise_recipe.python_func(dataset=dataset, noise_types=["gaussian"], noise_levels=[500], noise_seed=0,
-                                 training_overrides=[], recipe=_art(Artifact, work / "bad-noise"))
+                                 training_overrides=[], training_recipe="faithful",
+                                 settings=_art(Artifact, work / "bad-noise"))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -110,3 +110,17 @@ def test_named_recipes_resolve_to_packaged_files() -> None:
     assert recipe_file("nmer_pretrain", "improved", required=False) is None
     with pytest.raises(ConfigError, match="recipe must be one of faithful, improved, published, got 'best'"):
         recipe_file("nmer", "best")
+
+
+def test_recipe_is_an_argument_of_load_config() -> None:
+    faithful, published = load_config("nmer"), load_config("nmer", recipe="published")
+    assert (faithful.recipe, published.recipe) == ("faithful", "published")
+    assert published.model_params.kl_reduction == "sum" and faithful.model_params.kl_reduction == "mean"
+    # overrides still win over the recipe
+    assert load_config("nmer", None, ["model_params.kl_reduction=mean"], recipe="published").model_params.kl_reduction \
+        == "mean"
+    with pytest.raises(ConfigError, match="has no 'published' recipe"):
+        load_config("utt_fusion", recipe="published")
+    assert load_config("utt_fusion", recipe="published", recipe_fallback=True).recipe == "faithful"
+    with pytest.raises(ConfigError, match="recipe must be one of"):
+        load_config("nmer", recipe="fancy")

@@ -179,6 +179,9 @@ def test_noise_recipe_checks_grid_and_training(tiny_data: Path) -> None:
     assert doc["evaluation"]["types"] == ["gaussian", "impulse"] and doc["evaluation"]["levels"] == [20, 100]
     assert doc["evaluation"]["noise_set"] == ["seed=7"] and doc["evaluation"]["noise"]["seed"] == 7
     assert doc["modalities"] == ["a", "v", "l"] and doc["training"]["nmer"]["steps"] == 100
+    assert doc["training_recipe"] == "faithful" and doc["training"]["nmer"]["noise_pads"] is False
+    published = build_noise_recipe(str(tiny_data), types=["gaussian"], levels=[20], seed=7, recipe="published")
+    assert published["training"]["nmer"]["noise_pads"] is True  # the recipe's noise settings are recorded
     doc = build_noise_recipe(str(tiny_data), types=["gaussian"], levels=[5], seed=0,
                              training_overrides=["noise.type=impulse"])
     assert doc["training"]["nmer"]["type"] == "impulse"

@@ -263,7 +263,9 @@ def test_cli_register_promote_and_list(tmp_path: Path, model_dir: Path, capsys: 
     assert mer_main(args) == 0
     assert "not promoted: ifmmin v2 average_ua=0.7150 does not beat champion v1" in capsys.readouterr().out
     v1 = UriRegistry(reg_root).get("ifmmin", 1)
-    assert v1.config == {"model": "ifmmin", "train": {"lr": 0.0002}}  # from fold_1/config.yaml
+    # one shape for every version (the pipeline's registration adds its provenance beside it)
+    assert v1.config == {"model": "ifmmin", "config_hash": None, "recipe": None, "folds": None, "versions": None,
+                         "resolved": {"model": "ifmmin", "train": {"lr": 0.0002}}}  # from fold_1/config.yaml
     assert v1.data_fingerprint == FP and v1.run_id == "kfp-1"  # fingerprint from run.json
     assert UriRegistry(reg_root).get("ifmmin", 2).metrics == {"average_ua": 0.715, "average_ua_std": None}
     assert mer_main(["register", "--registry", reg_root, "--name", "ifmmin", "--list"]) == 0

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import Any
 
-from mer_lib.rundir import CONFIG_YAML, RUN_JSON, RunDir
+from mer_lib.registry import open_registry
+from mer_lib.registry.from_run import read_json_object, register_run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,29 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Register (and optionally promote) a version, or print the list."""
-    from mer_lib.registry import open_registry
-
     registry = open_registry(args.registry)
     if args.list:
         return _print_list(registry, args.name)
     if not args.model_dir or not args.metrics:
         raise ValueError("--model-dir and --metrics are required to register (or use --list)")
-    doc = _read_json(args.metrics)
-    # `mer evaluate` writes {"primary_metric", "primary", "metrics": {flat}, ...}; accept a flat object too.
-    metrics = doc["metrics"] if isinstance(doc.get("metrics"), dict) else doc
-    metric = args.metric or str(doc.get("primary_metric") or "average_ua")
-    run_info = _run_info(args.model_dir)
-    fingerprint = args.fingerprint or run_info.get("data_fingerprint")
-    if not fingerprint:
-        raise ValueError(f"{args.model_dir}: no run.json with 'data_fingerprint'; pass --fingerprint")
-    data_uri = args.data or run_info.get("data", "")
-    config = _read_config(args.config, args.model_dir)
-    from mer_lib.registry import CardContext
-
-    fields = _card_fields(run_info, config, metric)
-    context = CardContext.from_featureset(data_uri, **fields) if data_uri else CardContext(**fields)
-    version = registry.register(args.name, args.model_dir, metrics=metrics, data_fingerprint=fingerprint,
-                                config=config, run_id=args.run_id, card_context=context)
+    version, metric = register_run(args.registry, args.name, args.model_dir, read_json_object(args.metrics),
+                                   data_uri=args.data or "", fingerprint=args.fingerprint, run_id=args.run_id,
+                                   config_file=args.config, metric=args.metric)
     print(f"registered {args.name} v{version.number} at {version.uri}")
     if args.promote:
         promoted, reason = registry.promote_if_better(args.name, version.number, metric, args.margin,
@@ -82,50 +66,3 @@ def _print_list(registry: Any, name: str) -> int:
               f"{score}".rstrip())
     print("(* champion)" if champion is not None else "(no champion yet)")
     return 0
-
-
-def _read_json(uri: str) -> dict[str, Any]:
-    from mer_lib import storage
-
-    try:
-        data = json.loads(storage.read_text(uri))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{uri}: malformed JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{uri}: expected a JSON object")
-    return data
-
-
-def _run_info(model_dir: str) -> dict[str, Any]:
-    from mer_lib import storage
-
-    uri = storage.join(model_dir, RUN_JSON)
-    return _read_json(uri) if storage.exists(uri) else {}
-
-
-def _read_config(config: str | None, model_dir: str) -> dict[str, Any]:
-    """The resolved config: ``--config``, else the one training saved in the run directory."""
-    import yaml
-
-    from mer_lib import storage
-
-    if config is None:
-        local = storage.localize(model_dir)
-        run = RunDir(Path(local))
-        found = [run.path / CONFIG_YAML] if (run.path / CONFIG_YAML).exists() else \
-            [run.fold(k).config_yaml for k in run.folds(with_file=CONFIG_YAML)]
-        if not found:
-            raise ValueError(f"{model_dir}: no config.yaml (nor fold_*/config.yaml); pass --config")
-        config = str(found[0])
-    try:
-        data = yaml.safe_load(storage.read_text(config))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{config}: malformed YAML/JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{config}: expected a mapping")
-    return data
-
-
-def _card_fields(run_info: dict[str, Any], config: dict[str, Any], metric: str) -> dict[str, Any]:
-    return {"model_type": str(run_info.get("model") or config.get("model") or ""),
-            "selection_protocol": str(run_info.get("select_on") or ""), "primary_metric": metric}

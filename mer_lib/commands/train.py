@@ -36,17 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print the per-fold summary."""
-    from mer_lib.config import recipe_file
-    from mer_lib.training.api import train
+    from mer_lib.training.api import train  # here, not at the top: torch loads only when a command trains
 
     if not args.model and not args.config:
         raise ValueError("give --model or a --config that names the model")
-    if args.recipe != "faithful":
-        args.config = str(recipe_file(args.model, args.recipe))
     folds = str(args.fold) if args.fold is not None else (args.folds or "1")
     summary = train(args.model, args.data, args.out, folds, teacher=args.teacher, config_file=args.config,
                     overrides=args.set, epochs=args.epochs, seed=args.seed, device=args.device,
-                    progress=False if args.no_progress else None, allow_overlap=args.allow_overlap)
+                    progress=False if args.no_progress else None, allow_overlap=args.allow_overlap,
+                    recipe=args.recipe)
     print(f"{summary['model']} ({summary['recipe']}, selected on {summary['select_on']}) -> {args.out}")
     for k, r in summary["fold_results"].items():
         avg, full = r.get("average") or {}, r.get("avl") or {}

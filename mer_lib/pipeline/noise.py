@@ -17,6 +17,7 @@ from mer_lib import storage
 from mer_lib.conditions import MODALITIES
 from mer_lib.config import ConfigError, load_config
 from mer_lib.data.featureset import spec_for
+from mer_lib.noise import check_modalities_present, check_noise_config
 
 #: Models whose training recipe uses the noise section.
 NOISE_TRAINED = ("nmer",)
@@ -30,7 +31,8 @@ def available_modalities(data_dir: str) -> list[str]:
 
 
 def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[int], seed: int,
-                       eval_overrides: Sequence[str] = (), training_overrides: Sequence[str] = ()) -> dict[str, Any]:
+                       eval_overrides: Sequence[str] = (), training_overrides: Sequence[str] = (),
+                       recipe: str = "faithful") -> dict[str, Any]:
     """Resolve, check and describe the training and evaluation noise recipes.
 
     Args:
@@ -40,6 +42,8 @@ def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[
         seed: seed of the evaluation noise (same seed, same noisy test sets).
         eval_overrides: ``key=value`` overrides of the evaluation noise section (without ``noise.``).
         training_overrides: the run's training overrides (``noise.*`` keys reach the training recipe).
+        recipe: the run's training recipe (``faithful``, ``improved``, ``published``): its noise settings are
+            the ones recorded for the noise-trained models (a model without that recipe keeps its faithful one).
 
     Returns:
         ``{"evaluation": {types, levels, noise_set, noise}, "training": {model: noise}, "modalities": [...]}``.
@@ -47,8 +51,6 @@ def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[
     Raises:
         ConfigError: an invalid recipe, naming the field and value.
     """
-    from mer_lib.noise import check_modalities_present, check_noise_config
-
     if not types:
         raise ConfigError("noise_types: name at least one noise type for the evaluation grid")
     if not levels:
@@ -64,10 +66,10 @@ def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[
     check_modalities_present(cfg, have, data_dir)
     training = {}
     for model in NOISE_TRAINED:
-        tcfg = load_config(model, None, list(training_overrides)).noise
+        tcfg = load_config(model, None, list(training_overrides), recipe=recipe, recipe_fallback=True).noise
         check_noise_config(tcfg)
         check_modalities_present(tcfg, have, data_dir)
         training[model] = dataclasses.asdict(tcfg)
     return {"evaluation": {"types": list(types), "levels": [int(t) for t in levels], "noise_set": noise_set,
                            "noise": dataclasses.asdict(cfg)},
-            "training": training, "modalities": have}
+            "training": training, "training_recipe": recipe, "modalities": have}

@@ -17,8 +17,7 @@ from mer_lib import storage
 from mer_lib.pipeline.gate import PIPELINE_KEY
 from mer_lib.registry import open_registry
 from mer_lib.registry.base import decide, metric_value
-from mer_lib.registry.card import CardContext
-from mer_lib.rundir import RunDir
+from mer_lib.registry.from_run import register_run
 
 METRICS_JSON = "metrics.json"
 
@@ -169,19 +168,13 @@ def register_and_promote(registry_uri: str, model_name: str, model_dir: str, eva
     if decision is not None and not decision.get("register", False):
         raise ValueError(f"the comparison decided not to register {family}: {decision.get('reason', '')}")
     doc = read_metrics(evaluation_dir)
-    metric = doc["primary_metric"]
-    run = RunDir.at(model_dir).read()
-    select_on = ", ".join(doc.get("select_on") or [str(run.get("select_on", ""))])
-    context = CardContext.from_featureset(data_dir, model_type=family, selection_protocol=select_on,
-                                          primary_metric=metric, notes=promotion_note(decision))
     rule = str((decision or {}).get("rule", RULE_CHAMPION))
-    config = {"model": run.get("model"), "config_hash": run.get("config_hash"), "recipe": run.get("recipe"),
-              "folds": run.get("folds"), "versions": run.get("versions"), PIPELINE_KEY: dict(pipeline_info),
-              "promotion": {"rule": rule, "baselines": dict((decision or {}).get("baselines") or {}),
-                            "comparison_reason": str((decision or {}).get("reason", ""))}}
-    registry = open_registry(registry_uri)
-    version = registry.register(model_name, model_dir, metrics=doc["metrics"], data_fingerprint=run["data_fingerprint"],
-                                config=config, run_id=run_id, card_context=context)
-    promoted, reason = registry.promote_if_better(model_name, version.number, metric=metric, margin=margin)
+    extra = {PIPELINE_KEY: dict(pipeline_info),
+             "promotion": {"rule": rule, "baselines": dict((decision or {}).get("baselines") or {}),
+                           "comparison_reason": str((decision or {}).get("reason", ""))}}
+    version, metric = register_run(registry_uri, model_name, model_dir, doc, data_uri=data_dir, run_id=run_id,
+                                   model_type=family, notes=promotion_note(decision), extra_config=extra)
+    promoted, reason = open_registry(registry_uri).promote_if_better(model_name, version.number, metric=metric,
+                                                                     margin=margin)
     return {"model_name": model_name, "version": version.number, "uri": version.uri, "promoted": promoted,
             "reason": reason, "metric": metric, "score": float(doc["metrics"][metric]), "run_id": run_id, "rule": rule}

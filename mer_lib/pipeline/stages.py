@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from mer_lib import storage
-from mer_lib.config import recipe_file
 from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
 from mer_lib.rundir import RESUME_ONLY, RunDir
 from mer_lib.training.api import train
@@ -47,27 +46,14 @@ def family_stages(family: str) -> tuple[str, ...]:
     return FAMILIES[family]
 
 
-def stage_config_files(family: str, recipe: str) -> dict[str, str | None]:
-    """Stage -> packaged recipe file for ``recipe`` (None = faithful).
-
-    A stage without that recipe trains with its faithful one (NMER's stage 1 and the baseline have no
-    improved recipe); the recipe each stage used is recorded in its run summary.
-    """
-    files = {}
-    for stage in family_stages(family):
-        path = recipe_file(stage, recipe, required=False)
-        files[stage] = str(path) if path else None
-    return files
-
-
-def _train_stages(stages: tuple[str, ...], data: str, fold: int, base: Path, config_files: dict[str, str | None],
-                  **kwargs: Any) -> dict[str, Any]:
+def _train_stages(stages: tuple[str, ...], data: str, fold: int, base: Path, **kwargs: Any) -> dict[str, Any]:
     teacher = None
     summaries = {}
     for model in stages:
         run_dir = base / model
-        summaries[model] = train(model, data, str(run_dir), [fold], teacher=teacher,
-                                 config_file=config_files.get(model), **kwargs)
+        # A stage without the requested recipe (NMER's stage 1, the baselines) trains its faithful one;
+        # the recipe each stage used is recorded in its run summary.
+        summaries[model] = train(model, data, str(run_dir), [fold], teacher=teacher, recipe_fallback=True, **kwargs)
         teacher = str(run_dir)
     return summaries
 
@@ -100,7 +86,7 @@ def train_family(family: str, data: str, fold: int, out: str, *, epochs: int = 0
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0 (0 = the recipe's), got {epochs}")
     kwargs = {"epochs": epochs or None, "seed": seed, "device": device, "overrides": list(overrides or []),
-              "progress": progress, "config_files": stage_config_files(family, recipe)}
+              "progress": progress, "recipe": recipe}
     work = work_location(checkpoint_root, run_id, family, fold)
     out_dir = Path(out)
     if not work:

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def resolve_config(model: str | None, config_file: str | None = None, overrides: list[str] | None = None,
-                   epochs: int | None = None, seed: int | None = None, device: str | None = None) -> ExperimentConfig:
-    """Packaged recipe <- ``--config`` <- ``--set`` <- the convenience flags (epochs, seed, device).
+                   epochs: int | None = None, seed: int | None = None, device: str | None = None, *,
+                   recipe: str = "faithful", recipe_fallback: bool = False) -> ExperimentConfig:
+    """Named recipe <- ``--config`` <- ``--set`` <- the convenience flags (epochs, seed, device).
 
     ``--epochs N`` splits N like the recipes do: ``niter = ceil(N/2)`` constant epochs, the rest decaying.
     """
@@ -35,7 +36,7 @@ def resolve_config(model: str | None, config_file: str | None = None, overrides:
         extra.append(f"train.seed={seed}")
     if device is not None:
         extra.append(f"train.device={device}")
-    return load_config(model, config_file, extra)
+    return load_config(model, config_file, extra, recipe=recipe, recipe_fallback=recipe_fallback)
 
 
 def open_data(cfg: ExperimentConfig, data: str) -> tuple[ExperimentConfig, DataContext]:
@@ -55,7 +56,8 @@ def open_data(cfg: ExperimentConfig, data: str) -> tuple[ExperimentConfig, DataC
 def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", *, teacher: str | None = None,
           config_file: str | None = None, overrides: list[str] | None = None, epochs: int | None = None,
           seed: int | None = None, device: str | None = None, progress: bool | None = None,
-          data_context: DataContext | None = None, allow_overlap: bool = False) -> dict[str, Any]:
+          data_context: DataContext | None = None, allow_overlap: bool = False, recipe: str = "faithful",
+          recipe_fallback: bool = False) -> dict[str, Any]:
     """Train ``model`` on each fold of ``data`` and write a run directory at ``out``.
 
     Args:
@@ -71,6 +73,8 @@ def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", 
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: force progress bars on/off (default: on for a TTY).
         data_context: an already loaded feature set (saves loading it again).
+        recipe: the named recipe (``faithful``, ``improved``, ``published``) merged under ``config_file``.
+        recipe_fallback: a model without that recipe trains its faithful one instead of raising.
         allow_overlap: train on folds whose splits share utterances or speakers (refused by default); the
             override and the leaks found are recorded in ``run.json`` and shown in every report of the run.
 
@@ -80,7 +84,8 @@ def train(model: str | None, data: str, out: str, folds: str | list[int] = "1", 
     Raises:
         FoldLeakError: a fold's splits share an utterance or a speaker (before any training).
     """
-    cfg = resolve_config(model, config_file, overrides, epochs, seed, device)
+    cfg = resolve_config(model, config_file, overrides, epochs, seed, device, recipe=recipe,
+                         recipe_fallback=recipe_fallback)
     if data_context is not None:
         cfg = replace(cfg, data=replace(cfg.data, root=str(data)))
         ctx = data_context
