@@ -327,3 +327,13 @@ def test_gcs_model_registry_input_and_output(run_dir: Path, tiny_data: Path, gcs
                                               data_fingerprint="x", config={})
     got = predict(f"{gcs_bucket}/reg/uf", f"{gcs_bucket}/data/tiny", version="1", split=TST).predictions
     assert set(got["model_version"]) == {"1"} and got["pred"].tolist() == ref["pred"].tolist()
+
+
+def test_batches_without_text_still_run(run_dir: Path, tiny_data: Path, tmp_path: Path) -> None:
+    # The text CNN's widest kernel needs 5 frames: a batch whose clips all lack text is padded to it,
+    # not to one frame (which used to crash the forward pass).
+    ids = read_split(tiny_data, 1, "tst").ids
+    part = _copy_set(tiny_data, tmp_path / "no-text", ids, drop={"l": set(ids)})
+    got = predict(str(run_dir), str(part), batch_size=3).predictions
+    assert len(got) == len(ids) and (got["modalities"] == "av").all()
+    np.testing.assert_allclose(got[PROBS].sum(axis=1), 1.0, atol=1e-5)

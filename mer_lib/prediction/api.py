@@ -131,7 +131,7 @@ def predict_clips(loaded: LoadedModel, clips: ClipSet, *, batch_size: int | None
     probs, first = None, None
     for fm in loaded.folds:
         loader = ClipLoader(clips, mean=fm.mean, std=fm.std, dims=loaded.spec.dims, batch_size=bs,
-                            conditions=conditions)
+                            conditions=conditions, min_lengths={"l": max(fm.cfg.model_params.text_kernels)})
         batches = tqdm(loader, desc=f"predict fold {fm.fold}", unit="batch", leave=False,
                        disable=not show or len(loader) < 2)
         df = predict_frame(fm.model, batches, device=device, label_names=names,

@@ -33,7 +33,8 @@ class ClipLoader:
     """Iterates padded :class:`Batch` objects over a clip set (no shuffling, no randomness)."""
 
     def __init__(self, clips: ClipSet, *, mean: np.ndarray, std: np.ndarray, dims: dict[str, int],
-                 batch_size: int, conditions: list[str] | None = None) -> None:
+                 batch_size: int, conditions: list[str] | None = None,
+                 min_lengths: dict[str, int] | None = None) -> None:
         """Plan the items.
 
         Args:
@@ -44,10 +45,13 @@ class ClipLoader:
             batch_size: items per batch.
             conditions: replicate every utterance under these subsets (None: each utterance once, with
                 the modalities it has).
+            min_lengths: pad a modality to at least this many frames (the text CNN's widest kernel): a batch
+                whose clips all lack text, or have fewer tokens than the kernel, still runs.
         """
         if batch_size < 1:
             raise ValueError(f"batch size must be at least 1, got {batch_size}")
         self.clips, self.dims, self.batch_size = clips, dims, batch_size
+        self.min_lengths = dict(min_lengths or {})
         self.mean, self.inv_std = mean.astype(np.float32), (1.0 / std).astype(np.float32)
         present = clips.present()
         if conditions is None:
@@ -81,7 +85,7 @@ class ClipLoader:
         feats = {}
         lengths = np.zeros((len(rows), 3), dtype=np.int64)
         for j, m in enumerate(MODALITIES):
-            pad = max(int(self.lengths[m][rows].max()), 1)
+            pad = max(int(self.lengths[m][rows].max()), self.min_lengths.get(m, 1), 1)
             out = np.zeros((len(rows), pad, self.dims[m]), dtype=np.float32)
             for b, r in enumerate(rows):
                 x = self.clips.seqs[m][int(r)]

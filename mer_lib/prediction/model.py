@@ -24,7 +24,7 @@ from mer_lib.data.featureset import LABEL_NAMES, FeatureSetError, FeatureSpec, r
 from mer_lib.inference.checkpoint import CheckpointError, load_trained
 from mer_lib.models.base import MERModel
 from mer_lib.prediction.errors import PredictionError
-from mer_lib.registry import RegistryError, UriRegistry
+from mer_lib.registry import RegistryError, open_registry
 from mer_lib.rundir import BEST, RunDir
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def resolve(uri: str, version: str | int | None = None) -> ModelRef:
                         {"card_context": meta.get("card_context", {}), "uri": uri})
     if _is_registry_model(uri):
         root, name = uri.rstrip("/").rsplit("/", 1) if "/" in uri.rstrip("/") else (".", uri)
-        reg = UriRegistry(root)
+        reg = open_registry(root)
         try:
             found = _pick_version(reg, name, version)
         except RegistryError as exc:

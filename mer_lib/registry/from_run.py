@@ -26,19 +26,26 @@ from mer_lib.rundir import CONFIG_YAML, RUN_JSON, RunDir
 DEFAULT_METRIC = "average_ua"
 
 
-def read_json_object(uri: str) -> dict[str, Any]:
-    """A JSON object from a local path or gs:// URI.
+def _read_mapping(uri: str, *, yaml_too: bool) -> dict[str, Any]:
+    """A mapping from a JSON (or, with ``yaml_too``, YAML) file, local or gs://.
 
     Raises:
-        ValueError: malformed JSON or not an object (naming the file).
+        ValueError: malformed, or not a mapping (naming the file).
     """
+    kind = "YAML/JSON" if yaml_too else "JSON"
     try:
-        data = json.loads(storage.read_text(uri))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{uri}: malformed JSON: {exc}") from exc
+        text = storage.read_text(uri)
+        data = yaml.safe_load(text) if yaml_too else json.loads(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{uri}: malformed {kind}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{uri}: expected a JSON object")
+        raise ValueError(f"{uri}: expected a {'mapping' if yaml_too else 'JSON object'}")
     return data
+
+
+def read_json_object(uri: str) -> dict[str, Any]:
+    """A JSON object from a local path or gs:// URI (``ValueError`` naming the file otherwise)."""
+    return _read_mapping(uri, yaml_too=False)
 
 
 def run_summary(model_dir: str) -> dict[str, Any]:
@@ -60,13 +67,7 @@ def resolved_config(model_dir: str, config_file: str | None = None) -> dict[str,
         if not found:
             raise ValueError(f"{model_dir}: no config.yaml (nor fold_*/config.yaml); pass --config")
         config_file = str(found[0])
-    try:
-        data = yaml.safe_load(storage.read_text(config_file))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{config_file}: malformed YAML/JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{config_file}: expected a mapping")
-    return data
+    return _read_mapping(config_file, yaml_too=True)
 
 
 def version_config(run: Mapping[str, Any], resolved: Mapping[str, Any],
