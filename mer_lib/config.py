@@ -22,10 +22,18 @@ import yaml
 
 from mer_lib.noise.table import NOISE_TYPES
 
-#: Every trainable model (``mer_lib.models.factory`` maps each to its class; a test keeps the two equal).
-#: Kept here, in a leaf without torch, so the CLI can offer the names without loading the models.
-MODEL_NAMES: tuple[str, ...] = ("utt_fusion", "utt_fusion_dropout", "utt_shared", "mmin", "ifmmin",
-                                "nmer_pretrain", "nmer")
+#: Every trainable model: name -> "module:Class" under ``mer_lib.models`` (the one list; the factory
+#: imports the class on demand). Kept here, in a leaf without torch, so the CLI offers the names fast.
+MODEL_CLASSES: dict[str, str] = {
+    "utt_fusion": "utt_fusion:UttFusion",
+    "utt_fusion_dropout": "utt_fusion:UttFusionDropout",
+    "utt_shared": "utt_shared:UttShared",
+    "mmin": "mmin:MMIN",
+    "ifmmin": "ifmmin:IFMMIN",
+    "nmer_pretrain": "nmer:NMERPretrain",
+    "nmer": "nmer:NMER",
+}
+MODEL_NAMES: tuple[str, ...] = tuple(MODEL_CLASSES)
 
 
 class ConfigError(ValueError):

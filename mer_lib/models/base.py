@@ -36,10 +36,12 @@ class MERModel(nn.Module, abc.ABC):
     name: str = ""
     #: True for stage-2 models, which need a frozen stage-1 teacher
     needs_teacher: bool = False
-    #: training inputs: "full" (stage 1) or "random_missing" (stage 2)
+    #: training inputs: "full" (stage 1), "random_missing" (stage 2) or "random_missing_or_full"
     train_conditions: str = "full"
     #: the teacher's model name(s) this model accepts
     teacher_models: tuple[str, ...] = ()
+    #: True when missing modalities reach the model as noise (the ``noise`` config section), not zeros
+    trains_on_noise: bool = False
 
     @abc.abstractmethod
     def subnets(self) -> dict[str, nn.Module]:

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-from mer_lib.config import ExperimentConfig
+from mer_lib.config import MODEL_CLASSES, ExperimentConfig
 from mer_lib.models.base import MERModel
 
-#: name -> "module:Class"
-MODELS: dict[str, str] = {
-    "utt_fusion": "mer_lib.models.utt_fusion:UttFusion",
-    "utt_fusion_dropout": "mer_lib.models.utt_fusion:UttFusionDropout",
-    "utt_shared": "mer_lib.models.utt_shared:UttShared",
-    "mmin": "mer_lib.models.mmin:MMIN",
-    "ifmmin": "mer_lib.models.ifmmin:IFMMIN",
-    "nmer_pretrain": "mer_lib.models.nmer:NMERPretrain",
-    "nmer": "mer_lib.models.nmer:NMER",
-}
+#: name -> "mer_lib.models.<module>:Class", from the one list in :data:`mer_lib.config.MODEL_CLASSES`.
+MODELS: dict[str, str] = {name: f"mer_lib.models.{ref}" for name, ref in MODEL_CLASSES.items()}
 
 
 def model_class(name: str) -> type[MERModel]:
@@ -29,6 +21,11 @@ def model_class(name: str) -> type[MERModel]:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
     module, cls = MODELS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def noise_trained_models() -> tuple[str, ...]:
+    """Models whose missing modalities arrive as noise (their ``noise`` config section is a training recipe)."""
+    return tuple(name for name in MODELS if model_class(name).trains_on_noise)
 
 
 def build_model(cfg: ExperimentConfig) -> MERModel:

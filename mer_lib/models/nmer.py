@@ -148,6 +148,7 @@ class NMER(_TwoEncoderMixin, Stage2Model):
 
     name = "nmer"
     teacher_models = ("nmer_pretrain",)
+    trains_on_noise = True
     init_from_teacher = {**{f"net{_NET[m]}_{k}": f"net{_NET[m]}_{k}" for k in ("inv", "spec") for m in FUSION_ORDER},
                          "netInv": "netShared"}
 

@@ -17,10 +17,8 @@ from mer_lib import storage
 from mer_lib.conditions import MODALITIES
 from mer_lib.config import ConfigError, load_config
 from mer_lib.data.featureset import spec_for
+from mer_lib.models.factory import noise_trained_models
 from mer_lib.noise import check_modalities_present, check_noise_config
-
-#: Models whose training recipe uses the noise section.
-NOISE_TRAINED = ("nmer",)
 
 
 def available_modalities(data_dir: str) -> list[str]:
@@ -65,7 +63,7 @@ def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[
             raise ConfigError(f"noise_levels: T={t!r} must be an integer in 1..{cfg.steps} (noise.steps)")
     check_modalities_present(cfg, have, data_dir)
     training = {}
-    for model in NOISE_TRAINED:
+    for model in noise_trained_models():
         tcfg = load_config(model, None, list(training_overrides), recipe=recipe, recipe_fallback=True).noise
         check_noise_config(tcfg)
         check_modalities_present(tcfg, have, data_dir)

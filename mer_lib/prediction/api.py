@@ -32,6 +32,7 @@ from mer_lib.data.dataset import Batch
 from mer_lib.data.featureset import is_feature_set
 from mer_lib.inference.device import resolve_device
 from mer_lib.inference.predict import predict_frame
+from mer_lib.models.factory import model_class
 from mer_lib.noise import NoiseInjector
 from mer_lib.prediction.errors import PredictionError
 from mer_lib.prediction.inputs import (
@@ -47,8 +48,6 @@ from mer_lib.prediction.model import ENSEMBLE, FoldModel, LoadedModel, load_mode
 log = logging.getLogger(__name__)
 
 ABSENT_CHOICES = ("auto", "zeros", "noise")
-#: Models trained with scheduled noise in place of their missing modalities.
-NOISE_TRAINED = ("nmer",)
 OUTPUT_FORMATS = (".csv", ".parquet")
 
 
@@ -66,7 +65,7 @@ def absent_policy(model_name: str, absent: str) -> str:
     if absent not in ABSENT_CHOICES:
         raise PredictionError(f"absent={absent!r}: expected one of {', '.join(ABSENT_CHOICES)}")
     if absent == "auto":
-        return "noise" if model_name in NOISE_TRAINED else "zeros"
+        return "noise" if model_class(model_name).trains_on_noise else "zeros"
     return absent
 
 
