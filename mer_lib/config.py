@@ -121,6 +121,20 @@ class ModelConfig:
                                     "residual = x_rec + fused (the published code before 60da665); "
                                     "concat = [x_rec, c]")
     diffusion_regulariser: bool = _f(False, help="NMER stage-1 diffusion branch (needs diffusers)")
+    # Improved recipes (issue 12, configs/*_improved.yaml); the defaults are the published behaviour.
+    ae_init: str = _f("reference", choices=("reference", "variance_preserving"),
+                      help="IF-MMIN/MMIN imagination cascade init: reference = kaiming gain sqrt(2) on every Linear "
+                      "(the output variance grows ~4x per block, ~10^3 over five); variance_preserving = gain 1 "
+                      "on the Linears that no activation follows")
+    stage2_classifier_input: str = _f("latents", choices=("latents", "latents_fused"),
+                                      help="IF-MMIN/MMIN classifier input: latents (published) or [latents, fused "
+                                      "embeddings], so the available modalities reach the classifier directly")
+    stage2_train_full: bool = _f(False, help="stage 2 also trains on full modality (each sample under one of the "
+                                 "six missing conditions or full); published: the six missing ones only")
+    cmd_warmup_epochs: int = _f(0, min=0, help="stage 1: ramp the CMD weight linearly from 0 over this many epochs "
+                                "(0 = published: full weight from the first step)")
+    cmd_into_encoders: bool = _f(True, help="IF-MMIN stage 1: the CMD gradient reaches the modality encoders "
+                                 "(published); false = it trains the shared encoder only")
 
 
 @dataclass

@@ -492,3 +492,42 @@ def test_evaluation_encodes_each_utterance_once_and_exactly(name: str, noisy: bo
     sizes.clear()
     model.predict_logits(batch)  # training mode (dropout): every row is encoded
     assert sum(sizes) == (21 if noisy else 12 + 1)
+
+
+# --------------------------------------------------------------------------- improved options (issue 12)
+
+
+def test_variance_preserving_init_keeps_the_cascade_output_at_the_input_scale():
+    """The reference init grows the variance ~4x per block; ae_init: variance_preserving keeps it near 1."""
+    batch = make_batch()
+    ratios = {}
+    for init in ("reference", "variance_preserving"):
+        student, _ = student_with_teacher("ifmmin", "utt_shared", f"model_params.ae_init={init}")
+        student.eval()
+        with torch.no_grad():
+            emb = student.encode_student(batch)
+            fused = torch.cat([emb[m] for m in ("a", "l", "v")], dim=-1)
+            _, recon, _ = student(batch)
+        ratios[init] = float(recon.var() / fused.var())
+    assert ratios["reference"] > 4 * ratios["variance_preserving"]  # ~1000x at the paper sizes
+    assert ratios["variance_preserving"] < 4
+    mmin = small_model("mmin", "model_params.ae_init=variance_preserving")
+    last = mmin.netAE_cycle.encoder_0[-1].weight
+    assert abs(float(last.detach().std()) - (1 / last.shape[1]) ** 0.5) < 0.3 * (1 / last.shape[1]) ** 0.5
+
+
+@pytest.mark.parametrize("name, teacher", [("ifmmin", "utt_shared"), ("mmin", "utt_fusion")])
+def test_classifier_reads_fused_embeddings_and_training_may_include_full(name, teacher):
+    student, _ = student_with_teacher(name, teacher, "model_params.stage2_classifier_input=latents_fused",
+                                      "model_params.availability_mask=true", "model_params.stage2_train_full=true")
+    assert student.netC.module[0].in_features == 5 * 8 + 3 * EMB + 3
+    assert student.train_conditions == "random_missing_or_full"
+    assert math.isfinite(student.training_step(make_batch(), 0).loss.item())
+    plain, _ = student_with_teacher(name, teacher)
+    assert plain.train_conditions == "random_missing" and plain.netC.module[0].in_features == 5 * 8
+
+
+def test_cmd_warmup_ramps_the_stage1_weight():
+    model = small_model("utt_shared", "model_params.cmd_warmup_epochs=4", "model_params.cmd_weight=2.0")
+    assert [model.cmd_weight(e) for e in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
+    assert small_model("utt_shared").cmd_weight(0) == 1.0

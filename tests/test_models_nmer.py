@@ -200,7 +200,9 @@ def test_stage1_any_batch_size_and_no_diffusion_branch() -> None:
         build_model(small_cfg("nmer_pretrain", "model_params.diffusion_regulariser=true"))
     with pytest.raises(ConfigError, match="availability_mask is not supported by nmer"):
         build_model(small_cfg("nmer", "model_params.availability_mask=true"))
-    assert NMER.train_conditions == "random_missing" and NMER.teacher_models == ("nmer_pretrain",)
+    assert NMER.teacher_models == ("nmer_pretrain",)
+    assert stage2().train_conditions == "random_missing"  # published: the six missing conditions only
+    assert stage2("model_params.stage2_train_full=true").train_conditions == "random_missing_or_full"
 
 
 def test_one_epoch_two_stage_nmer_run(tiny_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -295,7 +297,7 @@ def test_improved_recipe_only_changes_named_fields() -> None:
     faithful = load_config("nmer")
     improved = load_config("nmer", Path(__file__).parents[1] / "mer_lib/configs/nmer_improved.yaml")
     diff = {k for k, v in improved.model_params.__dict__.items() if getattr(faithful.model_params, k) != v}
-    assert diff == {"nmer_classifier_input", "cls_bn"}
+    assert diff == {"nmer_classifier_input", "cls_bn", "stage2_train_full"}
     assert improved.recipe == "improved" and improved.train == faithful.train and improved.noise == faithful.noise
     assert faithful.model_params.nmer_classifier_input == "reconstruction" and faithful.model_params.cls_bn
 

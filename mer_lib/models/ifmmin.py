@@ -45,10 +45,10 @@ class IFMMIN(Stage2Model):
         self.netA, self.netL, self.netV = enc["a"], enc["l"], enc["v"]
         self.netInv = SharedEncoder(mp.embd_size, variant=mp.shared_encoder, dropout=mp.shared_dropout)
         self.netAE = ResidualAE(3 * mp.embd_size, mp.ae_layers, mp.ae_blocks, mode=mp.ifim_variant)
-        cls_in = self.netAE.latent_dim + (3 if mp.availability_mask else 0)
-        self.netC = FcClassifier(cls_in, mp.cls_layers, cfg.data.num_classes, dropout=mp.cls_dropout,
-                                 use_bn=mp.cls_bn)
+        self.netC = FcClassifier(self.classifier_dim(self.netAE.latent_dim), mp.cls_layers, cfg.data.num_classes,
+                                 dropout=mp.cls_dropout, use_bn=mp.cls_bn)
         init_reference(self)
+        self.init_imagination(self.netAE)
 
     def subnets(self) -> dict[str, nn.Module]:
         """Encoders ``A``/``L``/``V``, invariant encoder ``Inv``, IF-IM ``AE`` and classifier ``C``."""
@@ -59,10 +59,9 @@ class IFMMIN(Stage2Model):
         """Return ``(logits, recon, invariant H')`` for the masked inputs."""
         emb = self.encode_student(batch)
         invariant = fuse({m: self.netInv(emb[m]) for m in FUSION_ORDER})
-        recon, latents = self.netAE(fuse(emb), invariant)
-        if self.cfg.model_params.availability_mask:
-            latents = torch.cat([latents, batch.mask.to(latents.dtype)], dim=-1)
-        return self.netC(latents)[0], recon, invariant
+        fused = fuse(emb)
+        recon, latents = self.netAE(fused, invariant)
+        return self.netC(self.classifier_input(latents, fused, batch.mask))[0], recon, invariant
 
     @torch.no_grad()
     def targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,10 +35,10 @@ class MMIN(Stage2Model):
         fused_dim = 3 * mp.embd_size
         self.netAE = ResidualAE(fused_dim, mp.ae_layers, mp.ae_blocks, mode="mmin")
         self.netAE_cycle = ResidualAE(fused_dim, mp.ae_layers, mp.ae_blocks, mode="mmin")
-        cls_in = self.netAE.latent_dim + (3 if mp.availability_mask else 0)
-        self.netC = FcClassifier(cls_in, mp.cls_layers, cfg.data.num_classes, dropout=mp.cls_dropout,
-                                 use_bn=mp.cls_bn)
+        self.netC = FcClassifier(self.classifier_dim(self.netAE.latent_dim), mp.cls_layers, cfg.data.num_classes,
+                                 dropout=mp.cls_dropout, use_bn=mp.cls_bn)
         init_reference(self)
+        self.init_imagination(self.netAE, self.netAE_cycle)
 
     def subnets(self) -> dict[str, nn.Module]:
         """Encoders ``A``/``L``/``V``, autoencoders ``AE``/``AE_cycle`` and classifier ``C``."""
@@ -49,9 +49,7 @@ class MMIN(Stage2Model):
         """Return ``(logits, fused, recon)`` for the masked inputs."""
         fused = fuse(self.encode_student(batch))
         recon, latents = self.netAE(fused)
-        if self.cfg.model_params.availability_mask:
-            latents = torch.cat([latents, batch.mask.to(latents.dtype)], dim=-1)
-        return self.netC(latents)[0], fused, recon
+        return self.netC(self.classifier_input(latents, fused, batch.mask))[0], fused, recon
 
     def training_step(self, batch: Batch, epoch: int) -> StepOutput:
         """CE + mse_weight * imagination MSE + cycle_weight * cycle MSE."""

@@ -33,7 +33,6 @@ class Stage2Model(MERModel):
     """A student trained on random missing conditions against a frozen stage-1 teacher."""
 
     needs_teacher = True
-    train_conditions = "random_missing"
     #: student attribute -> teacher attribute copied by :meth:`attach_teacher`
     init_from_teacher: dict[str, str] = {"netA": "netA", "netL": "netL", "netV": "netV"}
 
@@ -42,6 +41,13 @@ class Stage2Model(MERModel):
         self.cfg = cfg
         self._teacher: list[MERModel] = []  # a list keeps it out of the module tree
         self.cache = EmbeddingCache()
+
+    @property
+    def train_conditions(self) -> str:  # type: ignore[override]
+        """``random_missing`` (published: one of the six missing conditions per sample and epoch), or
+        ``random_missing_or_full`` with ``model_params.stage2_train_full``: full modality is then one of
+        seven draws, so the full-modality input is not out of distribution at test time."""
+        return "random_missing_or_full" if self.cfg.model_params.stage2_train_full else "random_missing"
 
     @property
     def teacher(self) -> MERModel:
@@ -97,6 +103,40 @@ class Stage2Model(MERModel):
             t._apply(fn, *args, **kwargs)
         self.cache.clear()
         return self
+
+    def classifier_dim(self, latent_dim: int) -> int:
+        """Input size of the MMIN/IF-MMIN classifier for cascade latents of ``latent_dim``."""
+        mp = self.cfg.model_params
+        fused = 3 * mp.embd_size if mp.stage2_classifier_input == "latents_fused" else 0
+        return latent_dim + fused + (3 if mp.availability_mask else 0)
+
+    def classifier_input(self, latents: torch.Tensor, fused: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The cascade latents (published), plus the fused embeddings (``stage2_classifier_input:
+        latents_fused``: a modality that is present reaches the classifier without passing a 64-d
+        bottleneck shaped by the imagination losses) and the availability mask (``availability_mask``)."""
+        mp = self.cfg.model_params
+        parts = [latents]
+        if mp.stage2_classifier_input == "latents_fused":
+            parts.append(fused)
+        if mp.availability_mask:
+            parts.append(mask.to(latents.dtype))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else latents
+
+    def init_imagination(self, *cascades: nn.Module) -> None:
+        """``ae_init: variance_preserving``: gain 1 on the cascade Linears that no activation follows.
+
+        The reference kaiming init (gain sqrt(2)) on the last Linear of every encoder and decoder
+        doubles the variance there, so each block multiplies it by ~4 and the five-block cascade by
+        ~10^3: at the first step the imagination MSE is in the hundreds and the classifier's logits
+        in the tens, and with clipped Adam steps the model spends its first epochs shrinking weights.
+        """
+        if self.cfg.model_params.ae_init != "variance_preserving":
+            return
+        for cascade in cascades:
+            for seq in cascade.modules():
+                if isinstance(seq, nn.Sequential) and len(seq) and isinstance(seq[-1], nn.Linear):
+                    nn.init.kaiming_normal_(seq[-1].weight, mode="fan_in", nonlinearity="linear")
+                    nn.init.zeros_(seq[-1].bias)
 
     @property
     def fast(self) -> bool:

@@ -44,15 +44,20 @@ class UttShared(MERModel):
         """``A``, ``L``, ``V`` encoders, the shared encoder ``Shared`` and classifier ``C``."""
         return {"A": self.netA, "L": self.netL, "V": self.netV, "Shared": self.netShared, "C": self.netC}
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Return ``(logits [B, C], invariant features {"a", "l", "v"} -> [B, emb])``."""
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Return ``(logits [B, C], specific embeddings, invariant features)``, each ``{"a", "l", "v"} -> [B, emb]``."""
         emb = encode_fused({"a": self.netA, "l": self.netL, "v": self.netV}, batch.features(), batch.mask,
                            batch.lengths, fast=self.cfg.model_params.fast_missing, rows=batch.index)
         shared = {m: self.netShared(e) for m, e in emb.items()}
         x = torch.cat([fuse(emb), fuse(shared)], dim=-1)
         if self.cfg.model_params.availability_mask:
             x = torch.cat([x, batch.mask.to(x.dtype)], dim=-1)
-        return self.netC(x)[0], shared
+        return self.netC(x)[0], emb, shared
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return ``(logits [B, C], invariant features {"a", "l", "v"} -> [B, emb])``."""
+        logits, _, shared = self.encode(batch)
+        return logits, shared
 
     def cmd_loss(self, shared: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean of the three pairwise CMDs between the invariant features (reference pair order)."""
@@ -61,12 +66,30 @@ class UttShared(MERModel):
                                  variant=mp.cmd_variant, bounds=mp.cmd_bounds or None,
                                  pairs=[(0, 2), (0, 1), (1, 2)])
 
+    def cmd_weight(self, epoch: int) -> float:
+        """CMD weight at 0-based ``epoch``: ``cmd_weight``, ramped up from 0 over ``cmd_warmup_epochs``.
+
+        The warm-up lets cross-entropy shape the encoders (text first: it carries most of the class
+        signal) before the moment matching pulls the three invariant distributions together.
+        """
+        mp = self.cfg.model_params
+        if mp.cmd_warmup_epochs <= 0:
+            return mp.cmd_weight
+        return mp.cmd_weight * min(1.0, epoch / mp.cmd_warmup_epochs)
+
     def training_step(self, batch: Batch, epoch: int) -> StepOutput:
-        """CE + cmd_weight * mean pairwise CMD."""
-        logits, shared = self(batch)
+        """CE + cmd_weight * mean pairwise CMD.
+
+        With ``cmd_into_encoders: false`` the CMD is computed on Shared(e.detach()): it trains the shared
+        encoder only, so moment matching cannot reshape a modality's encoder (text's, above all, whose
+        class structure the weaker modalities' distributions do not have); CE still trains everything.
+        """
+        logits, emb, shared = self.encode(batch)
         ce = F.cross_entropy(logits, batch.label)
+        if not self.cfg.model_params.cmd_into_encoders:
+            shared = {m: self.netShared(e.detach()) for m, e in emb.items()}
         cmd = self.cmd_loss(shared)
-        loss = ce + self.cfg.model_params.cmd_weight * cmd
+        loss = ce + self.cmd_weight(epoch) * cmd
         return StepOutput(logits=logits, loss=loss, terms={"ce": float(ce.detach()), "cmd": float(cmd.detach())})
 
     def predict_logits(self, batch: Batch) -> torch.Tensor:
