@@ -37,7 +37,7 @@ def fold(tmp_path: Path) -> FoldData:
 
 
 def _reference_collate(fd: FoldData, batch: Batch) -> dict[str, torch.Tensor]:
-    """The per-utterance loop the vectorised collate replaced."""
+    """The per-utterance loop of the reference collate."""
     st, out = fd.store, {}
     rows = batch.index.numpy()
     for m in "avl":
@@ -52,7 +52,7 @@ def _reference_collate(fd: FoldData, batch: Batch) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_vectorised_collate_equals_the_per_utterance_loop(fold: FoldData) -> None:
+def test_collate_equals_the_per_utterance_loop(fold: FoldData) -> None:
     for split, conds in (("trn", "random_missing"), ("val", ["a", "vl", "avl"])):
         for batch in fold.loader(split, batch_size=7, conditions=conds, shuffle=True, seed=5):
             ref = _reference_collate(fold, batch)
@@ -202,3 +202,13 @@ def test_stage2_steps_run_under_bf16_autocast(fold: FoldData, name: str) -> None
             step = model.training_step(batch, 0)
         step.loss.backward()
         assert torch.isfinite(step.loss)
+
+
+def test_device_gather_equals_the_cpu_copy(fold: FoldData) -> None:
+    # the CUDA path (gather from the resident store, each replicated utterance built once), run on CPU
+    loader = fold.loader("val", batch_size=11, conditions=["a", "vl", "avl"])
+    rows = np.array([3, 3, 3, 0, 0, 0, 7, 7, 7, 1, 1])
+    for m in "avl":
+        steps = int(fold.store.lengths[m][rows].max()) + 2
+        assert torch.equal(loader._pad_device(m, rows, steps), loader._pad_cpu(m, rows, steps)), m
+        assert torch.equal(loader._pad_device(m, rows[::3], steps), loader._pad_cpu(m, rows[::3], steps)), m

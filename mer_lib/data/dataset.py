@@ -182,34 +182,19 @@ class BatchLoader:
     def collate(self, rows: np.ndarray, labels: np.ndarray, masks: np.ndarray) -> Batch:
         """Pad each modality to the batch maximum (zeros), normalising A's real frames.
 
-        One gather of the batch's frames from the store's in-memory tensors and one scatter into the
-        padded batch per modality (no per-utterance Python loop); A is normalised on the gathered
-        frames with the same float32 operations as a per-utterance ``(x - mean) * inv_std``, so the
-        values are identical.  On a CUDA ``device`` the gather runs there, from the resident store.
+        On CPU each utterance's frames are one contiguous block copy from the store; on a CUDA
+        ``device`` one gather of the batch's frames from the resident store and one scatter into the
+        padded batch per modality, on the device (A normalised on the gathered frames with the same
+        float32 operations).  Either way the values are bit-identical to a per-utterance copy, and
+        only the rows the store holds are copied (so a store without in-file padding works too).
         """
         st = self.store
         feats = {}
         lengths = np.zeros((len(rows), 3), dtype=np.int64)
-        # An evaluation batch holds each utterance under several conditions: build each utterance
-        # once and copy whole rows (cheaper than gathering and normalising its frames six times).
-        uniq, inverse = np.unique(rows, return_inverse=True)
-        repeat = torch.from_numpy(inverse.astype(np.int64)).to(self.device) if len(uniq) < len(rows) else None
-        built = uniq if repeat is not None else rows
         for j, m in enumerate(MODALITIES):
             lengths[:, j] = st.true_lengths[m][rows]
-            steps = max(int(st.lengths[m][built].max()), self.min_length.get(m, 0))
-            # copy the rows the store holds (all stored frames, or only the real ones of a store that
-            # drops in-file zero padding) and pad to the stored length either way
-            held = st.offsets[m][built + 1] - st.offsets[m][built]
-            src, dst = _frame_indices(st.offsets[m][built], held, steps)
-            data = self._tensors[m]
-            frames = data.index_select(0, torch.from_numpy(src).to(self.device))
-            if m == "a":
-                frames = (frames - self._mean) * self._inv_std
-            out = frames.new_zeros(len(built) * steps, data.shape[1])
-            out.index_copy_(0, torch.from_numpy(dst).to(self.device), frames)
-            out = out.view(len(built), steps, data.shape[1])
-            feats[m] = out.index_select(0, repeat) if repeat is not None else out
+            steps = max(int(st.lengths[m][rows].max()), self.min_length.get(m, 0))
+            feats[m] = self._pad_cpu(m, rows, steps) if self.device.type == "cpu" else self._pad_device(m, rows, steps)
 
         def tensor(x: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
@@ -217,6 +202,38 @@ class BatchLoader:
         return Batch(a=feats["a"], v=feats["v"], l=feats["l"], mask=tensor(masks), lengths=tensor(lengths),
                      label=tensor(labels.astype(np.int64)), index=tensor(rows.astype(np.int64)),
                      ids=[st.ids[int(r)] for r in rows])
+
+
+    def _pad_cpu(self, m: str, rows: np.ndarray, steps: int) -> torch.Tensor:
+        """[B, steps, D]: one contiguous block copy per utterance (a row gather is slower on CPU)."""
+        st = self.store
+        out = np.zeros((len(rows), steps, st.spec.dims[m]), dtype=np.float32)
+        for b, r in enumerate(rows):
+            x = st.seq(m, int(r))  # the rows the store holds: all stored frames, or only the real ones
+            out[b, :len(x)] = (x - self.mean) * self.inv_std if m == "a" else x
+        return torch.from_numpy(out)
+
+    def _pad_device(self, m: str, rows: np.ndarray, steps: int) -> torch.Tensor:
+        """[B, steps, D] gathered on the device from the resident store.
+
+        An evaluation batch holds each utterance under several conditions: each utterance is built
+        once and whole rows are copied.
+        """
+        st = self.store
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        built = uniq if len(uniq) < len(rows) else rows
+        held = st.offsets[m][built + 1] - st.offsets[m][built]
+        src, dst = _frame_indices(st.offsets[m][built], held, steps)
+        data = self._tensors[m]
+        frames = data.index_select(0, torch.from_numpy(src).to(self.device))
+        if m == "a":
+            frames = (frames - self._mean) * self._inv_std
+        out = frames.new_zeros(len(built) * steps, data.shape[1])
+        out.index_copy_(0, torch.from_numpy(dst).to(self.device), frames)
+        out = out.view(len(built), steps, data.shape[1])
+        if built is rows:
+            return out
+        return out.index_select(0, torch.from_numpy(inverse.astype(np.int64)).to(self.device))
 
 
 def _frame_indices(starts: np.ndarray, lens: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:
