@@ -161,7 +161,7 @@ class TrainConfig:
                         "CPU (AVX-512 BF16) or GPU: faster, scores within a measured tolerance (bench/README.md)")
     threads: int = _f(0, min=0, help="torch intra-op threads (0 = the CPUs this process may use: its cgroup "
                       "quota or affinity, not the node's core count)")
-    checkpoint_every: int = _f(1, min=1)
+    checkpoint_every: int = _f(1, min=1, help="write the resume state (last.pt) every N epochs and after the last")
     tensorboard: bool = _f(True)
 
 
