@@ -355,3 +355,16 @@ def test_noise_grid_with_the_real_injector_is_seeded(features: Path, tmp_path: P
     clean = p1[~noisy].set_index(["id", "condition"])[probs]
     t100 = p1[noisy & (p1["level"] == 100)].set_index(["id", "condition"])[probs]
     assert not np.allclose(clean.loc[t100.index].to_numpy(), t100.to_numpy())
+
+
+def test_mer_evaluate_refuses_an_existing_out_before_any_work(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from mer_lib.cli import main
+
+    out = tmp_path / "ev"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    # the model directory does not even exist: the output check comes first, so that is not what fails
+    assert main(["evaluate", "--model-dir", str(tmp_path / "no-run"), "--data", str(tmp_path / "no-data"),
+                 "--out", str(out)]) == 2
+    assert "ev: already exists and is not empty; refusing to overwrite" in capsys.readouterr().err

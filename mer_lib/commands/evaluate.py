@@ -36,10 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the headline numbers."""
-    from mer_lib.evaluation.api import evaluate_model_dir, write_evaluation
+    from mer_lib.evaluation.api import check_output_free, evaluate_model_dir, write_evaluation  # torch: lazily
 
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size {args.batch_size}: must be at least 1")
+    check_output_free(args.out, args.overwrite)  # before the evaluation, not after it
     ev = evaluate_model_dir(args.model_dir, args.data, args.folds, name=args.name, conditions=args.conditions,
                             noise_grid=args.noise_grid, noise_types=args.noise_types,
                             noise_levels=args.noise_levels, noise_set=args.noise_set,

@@ -363,13 +363,20 @@ def evaluate_run(model_dir: str, data: str, folds: str | Sequence[int] | None, o
     Returns:
         The ``metrics.json`` document (``primary``, ``metrics``, ``select_on``, ``folds`` ...).
     """
-    if storage.is_gcs(out):
-        if storage.list_files(out) and not overwrite:
-            raise FileExistsError(f"{out}: already exists and is not empty; refusing to overwrite")
-    elif Path(out).exists() and any(Path(out).iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: already exists and is not empty; refusing to overwrite")
+    check_output_free(out, overwrite)
     ev = evaluate_model_dir(model_dir, data, folds, **kwargs)
     return write_evaluation(ev, out, primary_metric=primary_metric, overwrite=overwrite)
+
+
+def check_output_free(out: str, overwrite: bool = False) -> None:
+    """Refuse a non-empty output directory before any work (unless ``overwrite``).
+
+    Raises:
+        FileExistsError: ``out`` (local or gs://) holds files.
+    """
+    taken = storage.list_files(out) if storage.is_gcs(out) else Path(out).exists() and any(Path(out).iterdir())
+    if taken and not overwrite:
+        raise FileExistsError(f"{out}: already exists and is not empty; refusing to overwrite")
 
 
 # ------------------------------------------------------------------------------------- comparison
