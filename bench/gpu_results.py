@@ -37,6 +37,21 @@ CHAIN: list[tuple[str, str | None]] = [("utt_fusion", None), ("utt_shared", None
 RESULTS = ["utt_fusion", "ifmmin", "nmer"]  # the models whose test scores the table reports
 
 
+def start_mps(work: Path) -> dict[str, str]:
+    """Start an MPS control daemon for this run; its environment for the workers, or {} if it cannot start."""
+    pipe, logs = work / "mps-pipe", work / "mps-log"
+    pipe.mkdir()
+    logs.mkdir()
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(pipe), "CUDA_MPS_LOG_DIRECTORY": str(logs)}
+    try:
+        subprocess.run(["nvidia-cuda-mps-control", "-d"], env={**os.environ, **env}, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"gpu_results: MPS did not start ({exc}); the folds time-share the GPU", file=sys.stderr, flush=True)
+        return {}
+    print("gpu_results: MPS daemon started", flush=True)
+    return env
+
+
 def worker(args: argparse.Namespace) -> None:
     """Train one fold's whole chain in this process, writing a timeline line per stage."""
     sys.path.insert(0, str(ROOT))
@@ -176,6 +191,9 @@ def main() -> int:
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     ap.add_argument("--epochs", type=int, default=0, help="epochs per stage (0 = the full recipe)")
     ap.add_argument("--set", action="append", default=[], help="config override for every stage")
+    ap.add_argument("--mps", action="store_true",
+                    help="start the CUDA MPS daemon so the folds' kernels can run concurrently (falls back "
+                         "to plain time-sharing, saying so, when it cannot start)")
     ap.add_argument("--dry-run", action="store_true",
                     help="CPU, tiny preset, folds 1-2 two at a time, 1 epoch per stage (tests the path)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -218,6 +236,8 @@ def main() -> int:
               "--threads", str(args.threads), "--precision", args.precision, "--epochs", str(args.epochs)]
     for item in args.set:
         common += ["--set", item]
+    if args.mps:
+        env.update(start_mps(work))
     pending, running, failed = list(folds), {}, []
     t_train = time.time()
     with GpuSampler() as sampler:
@@ -237,6 +257,8 @@ def main() -> int:
                               f"{(work / f'fold{k}.log').read_text()[-3000:]}", file=sys.stderr, flush=True)
                     else:
                         print(f"gpu_results: fold {k} done at {time.time() - t_train:.0f} s", flush=True)
+    if args.mps and "CUDA_MPS_PIPE_DIRECTORY" in env:
+        subprocess.run(["nvidia-cuda-mps-control"], input="quit\n", text=True, env=env, check=False)
     total = time.time() - t0
     text = report(runs, [k for k in folds if k not in failed], sampler, total, args)
     print(text, flush=True)
