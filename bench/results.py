@@ -65,6 +65,7 @@ PUBLISHED_NOISE_WA: dict[str, tuple[float, ...]] = {
 }
 PUBLISHED_LEVELS: tuple[int, ...] = (20, 40, 60, 80, 100)
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+ABLATION_MARKERS = ("<!-- ablation:begin -->", "<!-- ablation:end -->")
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,11 @@ def evaluate_entry(entry: Entry, run_dir: Path, data: str, fold: int, seed: int,
 
     done = run_dir / f"fold_{fold}" / "test_metrics.json"
     if out_csv.exists() and out_csv.stat().st_mtime >= done.stat().st_mtime:
-        return pd.read_csv(out_csv)
+        cached = pd.read_csv(out_csv)
+        noisy = cached[cached["noise"] != "none"]
+        if set(noisy["level"]) == set(noise_levels) and set(noisy["noise"]) == (set(noise_types) if noise_levels
+                                                                               else set()):
+            return cached  # the same grid as asked for
     ev = evaluate_model_dir(str(run_dir), data, [fold], name=entry.name, noise_grid=bool(noise_levels),
                             noise_types=list(noise_types), noise_levels=list(noise_levels) or None,
                             device=device, progress=False)
@@ -273,13 +278,39 @@ def render(summary: pd.DataFrame, rows: pd.DataFrame, entries: list[Entry], meta
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_block(path: Path, block: str, heading: str) -> None:
-    """Replace the text between the results markers in ``path`` (append a section when they are absent)."""
+#: Columns of the compact ablation table.
+ABLATION_CONDITIONS: tuple[str, ...] = ("average", "l", "av", "vl", "avl")
+
+
+def render_ablation(summary: pd.DataFrame, rows: pd.DataFrame, meta: dict) -> str:
+    """One compact row per evaluated entry (every tag under ``--out``): UA mean ± std of the pooled six
+    conditions, of {l}, {a,v}, {v,l} and full modality, the gap to the best baseline and the seed spread
+    (the surrounding text says how the runs were made)."""
+    names = list(dict.fromkeys(rows["entry"]))
+    baselines = [n for n in names if n.split(" ")[0] in BASELINES]
+    base = best_baseline(summary, names, baselines)
+    b_pool = _cell(summary, base, "none", 0, "average", "ua")[0] if base else float("nan")
+    spread = seed_spread(rows)
+    lines = [f"Folds {meta['folds']}, seeds {meta['seeds']} (`bench/results.py --collect --ablation`):", "",
+             "| model | " + " | ".join(f"{_label(c)} UA" for c in ABLATION_CONDITIONS)
+             + " | pooled UA gap to best baseline | seed std on a fold |",
+             "|" + "---|" * (len(ABLATION_CONDITIONS) + 3)]
+    for n in names:
+        cells = [_fmt(*_cell(summary, n, "none", 0, c, "ua")) for c in ABLATION_CONDITIONS]
+        gap = _cell(summary, n, "none", 0, "average", "ua")[0] - b_pool
+        star = " (best baseline)" if n == base else ""
+        lines.append(f"| {n}{star} | " + " | ".join(cells) + f" | {gap:+.3f} | {spread.get(n, 0.0):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_block(path: Path, block: str, heading: str, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Replace the text between the markers in ``path`` (append a section when they are absent)."""
+    begin, end = markers
     text = path.read_text()
-    body = f"{BEGIN}\n{block}{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + body + rest.split(END, 1)[1]
+    body = f"{begin}\n{block}{end}"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + body + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + f"\n\n{heading}\n\n{body}\n"
     path.write_text(text)
@@ -321,6 +352,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-write", action="store_true", help="do not edit bench/README.md and README.md")
     p.add_argument("--collect", action="store_true",
                    help="train nothing: tabulate what is already evaluated under --out (e.g. of an unfinished run)")
+    p.add_argument("--ablation", action="store_true",
+                   help="with --collect: one compact table of every entry evaluated under --out (all tags), "
+                   "written to bench/README.md's ablation section")
     p.add_argument("--wall-hours", type=float, default=None,
                    help="wall time to report (with --collect: the time the training run took)")
     return p.parse_args(argv)
@@ -345,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             generate(args.preset, args.synth_seed, data)
     entries = build_entries(args.families, args.recipes, args.tag, args.tag_set, args.tag_set_teacher)
     frames = []
+    if args.ablation:  # every entry evaluated under --out, whatever its tag
+        frames = [pd.read_csv(p) for p in sorted(out.glob("seed*/eval/*.csv"))]
+        args.collect, entries = True, []
     # seed-major, then fold, then model: an interrupted run leaves complete (seed, fold) slices of the table
     for seed in args.seeds:
         for fold in folds:
@@ -371,6 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "data": args.data or f"synthetic `{args.preset}` preset (seed {args.synth_seed})",
             "folds": ",".join(map(str, folds)), "seeds": " ".join(map(str, args.seeds)),
             "epochs": f"{args.epochs} per stage" if args.epochs else "each recipe's full schedule"}
+    if args.ablation:
+        block = render_ablation(summary, rows, meta)
+        (out / "ablation.md").write_text(block)
+        print(block)
+        if not args.no_write:
+            write_block(REPO / "bench" / "README.md", block, "## Improved recipes: ablation", ABLATION_MARKERS)
+        return 0
     block = render(summary, rows, entries, meta)
     (out / "results.md").write_text(block)
     summary.to_csv(out / "summary.csv", index=False)
