@@ -316,14 +316,32 @@ def write_block(path: Path, block: str, heading: str, markers: tuple[str, str] =
     path.write_text(text)
 
 
-def machine_line(device: str) -> str:
-    """CPU count, load, torch version and device, for the tables' caption."""
+def machine_line(device: str, load: bool = True) -> str:
+    """CPU count, torch version, device and (``load``) the load average now, for the tables' caption."""
     import torch
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpu = torch.cuda.get_device_name(0) if device != "cpu" and torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()} {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}, "
-            f"load average {load:.1f} at the end")
+    line = f"{platform.machine()} {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}"
+    if load and hasattr(os, "getloadavg"):
+        line += f", load average {os.getloadavg()[0]:.1f} at the end"
+    return line
+
+
+#: Options that only say how a table is made, not how the models were trained (left out of its caption).
+_TABULATING = {"--collect": 0, "--ablation": 0, "--no-write": 0, "--wall-hours": 1, "--block": 1}
+
+
+def shown_args(argv: list[str]) -> list[str]:
+    """``argv`` without the tabulating options: the command that trained what the table shows."""
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+        elif arg in _TABULATING:
+            skip = _TABULATING[arg]
+        else:
+            out.append(arg)
+    return out
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -350,6 +368,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="... and these of stage 1 (the teacher of a two-stage family)")
     p.add_argument("--out", default=str(REPO / "runs" / "results"), help="work and output directory")
     p.add_argument("--no-write", action="store_true", help="do not edit bench/README.md and README.md")
+    p.add_argument("--block", default="results",
+                   help="name of the marked block the table replaces in the READMEs (<!-- NAME:begin -->); "
+                   "several result sets can live side by side")
     p.add_argument("--collect", action="store_true",
                    help="train nothing: tabulate what is already evaluated under --out (e.g. of an unfinished run)")
     p.add_argument("--ablation", action="store_true",
@@ -402,8 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         folds = sorted(int(k) for k in rows["fold"].unique())
         args.seeds = sorted(int(k) for k in rows["seed"].unique())
     summary = summarise(rows)
-    cmd = "python bench/results.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    meta = {"command": cmd.strip(), "machine": machine_line(args.device),
+    cmd = "python bench/results.py " + " ".join(shown_args(list(argv) if argv is not None else sys.argv[1:]))
+    meta = {"command": cmd.strip(), "machine": machine_line(args.device, load=not args.collect),
             "wall_h": args.wall_hours if args.wall_hours is not None else (time.perf_counter() - t_start) / 3600,
             "data": args.data or f"synthetic `{args.preset}` preset (seed {args.synth_seed})",
             "folds": ",".join(map(str, folds)), "seeds": " ".join(map(str, args.seeds)),
@@ -422,8 +443,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps({**meta, "entries": [e.name for e in entries]}, indent=2) + "\n")
     print(block)
     if not args.no_write:
-        write_block(REPO / "bench" / "README.md", block, "## Results (bench/results.py)")
-        write_block(REPO / "README.md", block, "## Results")
+        markers = (f"<!-- {args.block}:begin -->", f"<!-- {args.block}:end -->")
+        write_block(REPO / "bench" / "README.md", block, "## Results (bench/results.py)", markers)
+        write_block(REPO / "README.md", block, "## Results", markers)
     return 0
 
 
