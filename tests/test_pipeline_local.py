@@ -128,9 +128,11 @@ def test_pipeline_arguments_from_the_command_line(tmp_path: Path) -> None:
     args = run_local.parse_args(["--folds", "2,3", "--set", "train.lr=0.001", "--param", "promotion_margin=0.02",
                                  "--param", "model_name=x", "--root", str(tmp_path)])
     params = run_local.pipeline_arguments(args)
-    assert params["folds"] == [2, 3] and params["synthetic_preset"] == "demo" and params["epochs"] == 2
-    assert params["training_overrides"] == ["train.tensorboard=false", "train.batch_size=32", "train.lr=0.001"]
-    assert params["noise_levels"] == [20, 60, 100] and params["device"] == "auto"  # cuda is the cluster's
+    assert params["folds"] == [2, 3] and params["synthetic_preset"] == "demo" and params["epochs"] == 6
+    # the demo's overrides, then the command line's (applied last, so they win)
+    assert params["training_overrides"] == ["train.tensorboard=false", "train.batch_size=32", "train.lr=0.001",
+                                            "train.threads=1", "train.lr=0.001"]
+    assert params["noise_levels"] == [20, 100] and params["device"] == "auto"  # cuda is the cluster's
     assert params["extract_shards"] == 2
     assert params["promotion_margin"] == 0.02 and params["model_name"] == "x"
     assert params["registry_uri"] == str(tmp_path / "registry") and params["force_retrain"] is False
