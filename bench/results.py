@@ -198,9 +198,9 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def seed_spread(rows: pd.DataFrame) -> dict[str, float]:
-    """Per entry: the seed-to-seed std of clean pooled UA on a fold, averaged over folds (0 for one seed)."""
+    """Per entry: the seed-to-seed std of clean pooled UA on a fold, averaged over folds (NaN for one seed)."""
     clean = rows[(rows["noise"] == "none") & (rows["condition"] == "average") & (rows["metric"] == "ua")]
-    per_fold = clean.groupby(["entry", "fold"])["value"].std().fillna(0.0)
+    per_fold = clean.groupby(["entry", "fold"])["value"].std()  # NaN with one seed: no spread to report
     return per_fold.groupby("entry").mean().to_dict()
 
 
@@ -210,6 +210,11 @@ def _cell(summary: pd.DataFrame, entry: str, noise: str, level: int, cond: str, 
     if hit.empty:
         return float("nan"), float("nan")
     return float(hit["mean"].iloc[0]), float(hit["std"].iloc[0])
+
+
+def _spread(spread: dict[str, float], name: str) -> str:
+    value = spread.get(name, float("nan"))
+    return "- (one seed)" if value != value else f"{value:.3f}"
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -273,7 +278,7 @@ def render(summary: pd.DataFrame, rows: pd.DataFrame, entries: list[Entry], meta
             gap = _cell(summary, n, "none", 0, "average", "ua")[0] - b_pool
             worst = min(((_cell(summary, n, "none", 0, c, "ua")[0] - _cell(summary, base, "none", 0, c, "ua")[0]), c)
                         for c in CONDITIONS if c != "average")
-            lines.append(f"| {n} | {gap:+.3f} | {worst[0]:+.3f} ({_label(worst[1])}) | {spread.get(n, 0.0):.3f} |")
+            lines.append(f"| {n} | {gap:+.3f} | {worst[0]:+.3f} ({_label(worst[1])}) | {_spread(spread, n)} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -299,7 +304,7 @@ def render_ablation(summary: pd.DataFrame, rows: pd.DataFrame, meta: dict) -> st
         cells = [_fmt(*_cell(summary, n, "none", 0, c, "ua")) for c in ABLATION_CONDITIONS]
         gap = _cell(summary, n, "none", 0, "average", "ua")[0] - b_pool
         star = " (best baseline)" if n == base else ""
-        lines.append(f"| {n}{star} | " + " | ".join(cells) + f" | {gap:+.3f} | {spread.get(n, 0.0):.3f} |")
+        lines.append(f"| {n}{star} | " + " | ".join(cells) + f" | {gap:+.3f} | {_spread(spread, n)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -36,8 +36,8 @@ from pipelines.training import PIPELINE_NAME, mer_training  # noqa: E402
 #: synchronisation made training ~10x slower), a gaussian noise grid at T = 20 and 100, device auto (the GPU
 #: steps use a GPU when this machine has one; the cluster default, cuda, would fail without), two extraction
 #: shards for raw media, and the improved recipes (a cluster run keeps the pipeline's default, faithful).
-#: The overrides apply to every family, baselines included. 3 min 32 s wall (168 CPU s) on the shared 2-core
-#: VM at load 2-4.5, against 27 min 51 s (692 CPU s) at load 5-11 with the previous settings (2026-11-29).
+#: The overrides apply to every family, baselines included. On the shared 2-core VM: 2 min 4 s wall (173 CPU s)
+#: at load 1-3, 3 min 32 s at load 2-4.5; the previous settings took 27 min 51 s (692 CPU s) at load 5-11.
 DEMO_ARGS: dict[str, object] = {"synthetic_preset": "demo", "folds": [1, 2], "epochs": 6, "device": "auto",
                                 "extract_shards": 2, "noise_types": ["gaussian"],
                                 "noise_levels": [20, 100], "recipe": "improved",
