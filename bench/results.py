@@ -424,6 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nothing evaluated yet under {out}", file=sys.stderr)
         return 1
     rows = pd.concat(frames, ignore_index=True)
+    if args.collect and not args.ablation:
+        # only whole (seed, fold) slices: a row must not average over other runs than its neighbours
+        per_slice = rows.groupby(["seed", "fold"])["entry"].nunique()
+        whole = per_slice[per_slice == len(entries)].index
+        rows = rows[rows.set_index(["seed", "fold"]).index.isin(whole)]
+        if rows.empty:
+            print(f"no (seed, fold) under {out} has every model evaluated yet", file=sys.stderr)
+            return 1
     if args.collect:  # say what the table holds, not what was asked for
         folds = sorted(int(k) for k in rows["fold"].unique())
         args.seeds = sorted(int(k) for k in rows["seed"].unique())
