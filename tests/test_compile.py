@@ -244,7 +244,7 @@ def test_parameters_have_defaults_and_descriptions(docs: tuple[dict, dict]) -> N
         assert len(p.get("description", "")) > 15, name
     assert params["data_uri"]["defaultValue"] == ""  # synthetic corpus by default
     assert params["synthetic_preset"]["defaultValue"] == "iemocap"
-    assert params["recipe"]["defaultValue"] == "faithful"
+    assert params["recipe"]["defaultValue"] == "improved"  # chosen from bench/results.py (README "Results")
     assert params["folds"]["defaultValue"] == ALL_FOLDS
     assert params["accelerator_type"]["defaultValue"] == "nvidia.com/gpu"
     assert params["accelerator_count"] == {**params["accelerator_count"], "defaultValue": 1.0,

@@ -136,7 +136,7 @@ def test_pipeline_arguments_from_the_command_line(tmp_path: Path) -> None:
     assert params["extract_shards"] == 2
     assert params["promotion_margin"] == 0.02 and params["model_name"] == "x"
     assert params["registry_uri"] == str(tmp_path / "registry") and params["force_retrain"] is False
-    assert params["recipe"] == "improved"  # the demo; the pipeline's own default stays faithful
+    assert params["recipe"] == "improved"  # the demo trains the pipeline's default recipe
     assert run_local.pipeline_arguments(run_local.parse_args(["--recipe", "faithful"]))["recipe"] == "faithful"
     with pytest.raises(ValueError, match="--folds"):
         run_local.pipeline_arguments(run_local.parse_args(["--folds", "a"]))
