@@ -1,4 +1,10 @@
-"""Comparison of the evaluated models, and the champion/challenger decision that gates registration."""
+"""Comparison of the evaluated models, and the champion/challenger decision that gates registration.
+
+KFP needs one typed input per family (it passes a list of artifacts only from a ``dsl.Collected``
+loop), so the signature names ``<family>_eval`` for every family of
+:data:`mer_lib.pipeline.families.FAMILIES`; the body derives everything else from that registry,
+and ``tests/test_compile.py`` fails when the two disagree.
+"""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Output
@@ -32,20 +38,17 @@ def compare_models(ifmmin_eval: Input[Artifact], nmer_eval: Input[Artifact], bas
         The family to register (``ifmmin`` or ``nmer``), or ``""`` when the champion stays. One output, so the
         pipeline's ``dsl.If`` works in the local runner too; the reason is in ``comparison``.
     """
-    import json
+    # The parameters by name, taken before anything else is bound: each family's input is found
+    # through the one family registry, so this body names no family.
+    inputs = locals()
     import shutil
 
-    from mer_lib.evaluation.api import compare_runs
-    from mer_lib.pipeline.promotion import registration_decision
+    from mer_lib.pipeline.compare import compare_families
+    from mer_lib.pipeline.families import FAMILIES, evaluation_input
 
-    names = ["ifmmin", "nmer", "baseline", "baseline_dropout"]
-    doc = compare_runs([ifmmin_eval.path, nmer_eval.path, baseline_eval.path, baseline_dropout_eval.path],
-                       comparison.path, names=names)
-    decision = registration_decision(registry_uri, model_name, doc, candidates=["ifmmin", "nmer"],
-                                     margin=promotion_margin, baselines=["baseline", "baseline_dropout"],
+    doc, decision = compare_families({f: inputs[evaluation_input(f)].path for f in FAMILIES}, comparison.path,
+                                     registry_uri=registry_uri, model_name=model_name, margin=promotion_margin,
                                      require_beat_baseline=require_beat_baseline)
-    with open(f"{comparison.path}/decision.json", "w") as fh:
-        json.dump(decision.to_dict(), fh, indent=2)
     shutil.copyfile(f"{comparison.path}/report.md", report_md.path)
     shutil.copyfile(f"{comparison.path}/report.html", report_html.path)
     comparison.metadata.update({"ranking": doc["ranking"], "primary_metric": doc["primary_metric"],

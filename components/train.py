@@ -1,7 +1,7 @@
 """Training of one model family on one fold: every stage in order, the stage-1 run being the teacher.
 
 One component for every family (``ifmmin``: utt_shared -> ifmmin, ``nmer``: nmer_pretrain -> nmer,
-``baseline``: utt_fusion, ...; see :data:`mer_lib.pipeline.stages.FAMILIES`); the pipeline sets
+``baseline``: utt_fusion, ...; see :data:`mer_lib.pipeline.families.FAMILIES`); the pipeline sets
 image, GPU and resources per family.
 """
 

@@ -35,6 +35,7 @@ from components.gate import check_retrain
 from components.noise import noise_recipe
 from components.register import register_model
 from components.train import train_family
+from mer_lib.pipeline.families import CANDIDATE_FAMILIES, FAMILIES, evaluation_input
 from mer_lib.pipeline.gate import SKIP
 
 PIPELINE_NAME = "mer-training"
@@ -47,8 +48,8 @@ PIPELINE_DESCRIPTION = ("Multimodal emotion recognition robust to missing and no
 #: Where ``--checkpoint-pvc`` mounts the claim in training pods (use it as ``checkpoint_root``).
 CHECKPOINT_MOUNT = "/mnt/mer-checkpoints"
 ALL_FOLDS = list(range(1, 11))
-#: Families trained per fold, in task order; each is one ``train_family`` task (see mer_lib.pipeline.stages).
-TRAINED_FAMILIES = ("ifmmin", "nmer", "baseline", "baseline_dropout")
+#: Families trained per fold, in task order; each is one ``train_family`` task (see mer_lib.pipeline.families).
+TRAINED_FAMILIES = tuple(FAMILIES)
 #: Families trained on a GPU with the CUDA image; the others train on the CPU pool with the CPU image.
 GPU_FAMILIES = ("ifmmin", "nmer")
 FAMILY_LABELS = {"ifmmin": "IF-MMIN", "nmer": "NMER", "baseline": "baseline",
@@ -307,10 +308,7 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
                 with_resources(ev.set_display_name(f"evaluate {family}"), "evaluate")
                 evals[family] = ev
 
-            compare = compare_models(ifmmin_eval=evals["ifmmin"].outputs["evaluation"],
-                                     nmer_eval=evals["nmer"].outputs["evaluation"],
-                                     baseline_eval=evals["baseline"].outputs["evaluation"],
-                                     baseline_dropout_eval=evals["baseline_dropout"].outputs["evaluation"],
+            compare = compare_models(**{evaluation_input(f): ev.outputs["evaluation"] for f, ev in evals.items()},
                                      registry_uri=registry_uri, model_name=model_name,
                                      promotion_margin=promotion_margin, require_beat_baseline=require_beat_baseline)
             # It reads the live champion: a cached decision could be stale.
@@ -318,7 +316,10 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             with_resources(compare, "compare")
 
             # One registration task per candidate family: KFP cannot pick an artifact by a runtime value.
-            for family, branch in (("nmer", dsl.If), ("ifmmin", dsl.Elif)):
+            # The branches exclude each other, so their order is immaterial; reversed keeps the compiled
+            # task names (register-model = nmer) of packages built before the family registry.
+            for i, family in enumerate(reversed(CANDIDATE_FAMILIES)):
+                branch = dsl.If if i == 0 else dsl.Elif
                 with branch(compare.outputs["Output"] == family, name=f"register-{family}"):
                     reg = register_model(model=evals[family].outputs["run_dir"],
                                          evaluation=evals[family].outputs["evaluation"],

@@ -13,8 +13,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components import MER_IMAGE_CPU, MER_IMAGE_GPU  # noqa: E402
+from components.compare import compare_models  # noqa: E402
+from mer_lib.pipeline.families import CANDIDATE_FAMILIES, FAMILIES, evaluation_input  # noqa: E402
 from pipelines.compile import compile_pipeline, main, parse_params  # noqa: E402
-from pipelines.training import ALL_FOLDS, CHECKPOINT_MOUNT, STEP_RESOURCES, PipelineOptions  # noqa: E402
+from pipelines.training import (  # noqa: E402
+    ALL_FOLDS,
+    CHECKPOINT_MOUNT,
+    FAMILY_LABELS,
+    GPU_FAMILIES,
+    STEP_RESOURCES,
+    TRAINED_FAMILIES,
+    PipelineOptions,
+)
 
 # One training component for every family: the tasks are numbered in TRAINED_FAMILIES order.
 GPU_EXECUTORS = ("exec-train-family", "exec-train-family-2")  # IF-MMIN, NMER
@@ -195,6 +205,26 @@ def test_dag_edges_and_control_flow(docs: tuple[dict, dict]) -> None:
     conds = {t["triggerPolicy"]["condition"] for t in reg_branches.values()}
     assert any("== 'nmer'" in c for c in conds) and any("== 'ifmmin'" in c for c in conds)
     assert "compare-models" in inner[register]["dependentTasks"]
+
+
+def test_every_registered_family_is_trained_evaluated_compared_and_registrable(docs: tuple[dict, dict]) -> None:
+    # Adding a family to mer_lib.pipeline.families without its compare input (KFP needs one typed
+    # input per family) or its pipeline wiring fails here.
+    assert TRAINED_FAMILIES == tuple(FAMILIES)
+    assert set(GPU_FAMILIES) <= set(FAMILIES) and set(FAMILY_LABELS) == set(FAMILIES)
+    family_inputs = {n for n in compare_models.component_spec.inputs if n.endswith("_eval")}
+    assert family_inputs == {evaluation_input(f) for f in FAMILIES}
+    spec, _ = docs
+    compare = _find_task(spec, "compare-models")
+    wired = {}
+    for name, src in compare["inputs"]["artifacts"].items():
+        producer = _find_task(spec, src["taskOutputArtifact"]["producerTask"])
+        assert src["taskOutputArtifact"]["outputArtifactKey"] == "evaluation"
+        wired[name] = producer["taskInfo"]["name"]
+    assert wired == {evaluation_input(f): f"evaluate {f}" for f in FAMILIES}
+    registered = {t["taskInfo"]["name"] for c in _components_with_dag(spec).values() for t in c["dag"]["tasks"].values()
+                  if t["taskInfo"]["name"].startswith("register ")}
+    assert registered == {f"register {f}" for f in CANDIDATE_FAMILIES}
 
 
 def test_no_cached_task_is_keyed_on_the_data_location_alone(docs: tuple[dict, dict]) -> None:

@@ -18,6 +18,7 @@ from components.noise import noise_recipe  # noqa: E402
 from components.register import register_model  # noqa: E402
 from components.train import train_family  # noqa: E402
 from mer_lib.pipeline.data import DataChangedError, source_fingerprint  # noqa: E402
+from mer_lib.pipeline.families import evaluation_input  # noqa: E402
 
 #: Small networks so the whole chain trains in seconds (named config options, not the recipe).
 TINY_NETS = ["model_params.embd_size=16", "model_params.cls_layers=[16,16]", "model_params.vae_layers=1",
@@ -97,10 +98,7 @@ def evaluated(work: Path, dataset: Dataset, noise: Artifact, trained: dict[str, 
 def compared(work: Path, evaluated: dict[str, dict]) -> tuple[str, dict[str, Artifact]]:
     arts = {"comparison": _art(Artifact, work / "comparison"), "report_md": _art(Markdown, work / "compare.md"),
             "report_html": _art(HTML, work / "compare.html")}
-    family = compare_models.python_func(ifmmin_eval=evaluated["ifmmin"]["evaluation"],
-                                        nmer_eval=evaluated["nmer"]["evaluation"],
-                                        baseline_eval=evaluated["baseline"]["evaluation"],
-                                        baseline_dropout_eval=evaluated["baseline_dropout"]["evaluation"],
+    family = compare_models.python_func(**{evaluation_input(f): ev["evaluation"] for f, ev in evaluated.items()},
                                         registry_uri=str(work / "registry"), model_name="mer-test",
                                         promotion_margin=0.0, require_beat_baseline=False, **arts)
     return family, arts

@@ -9,6 +9,8 @@ from mer_lib import storage
 from mer_lib.config import ConfigError
 from mer_lib.pipeline import data as pdata
 from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
+from mer_lib.pipeline.compare import compare_families
+from mer_lib.pipeline.families import BASELINE_FAMILIES, CANDIDATE_FAMILIES, FAMILIES
 from mer_lib.pipeline.gate import code_fingerprint, decide_retrain, recorded_fingerprint, training_fingerprint
 from mer_lib.pipeline.noise import build_noise_recipe
 from mer_lib.pipeline.promotion import RULE_CHAMPION, RULE_CHAMPION_AND_BASELINE, registration_decision
@@ -173,6 +175,15 @@ def test_gate_never_promotes_below_the_best_baseline(monkeypatch: pytest.MonkeyP
 
 
 # ------------------------------------------------------------------------------------------ noise
+
+def test_family_registry_and_compare_families_checks_its_inputs(tmp_path: Path) -> None:
+    assert set(BASELINE_FAMILIES) <= set(FAMILIES) and not set(BASELINE_FAMILIES) & set(CANDIDATE_FAMILIES)
+    assert set(BASELINE_FAMILIES) | set(CANDIDATE_FAMILIES) == set(FAMILIES)
+    partial = {f: str(tmp_path / f) for f in CANDIDATE_FAMILIES}
+    with pytest.raises(ValueError, match="registered families"):
+        compare_families(partial, str(tmp_path / "cmp"), registry_uri="", model_name="m", margin=0.0,
+                         require_beat_baseline=True)
+
 
 def test_noise_recipe_checks_grid_and_training(tiny_data: Path) -> None:
     doc = build_noise_recipe(str(tiny_data), types=["gaussian", "impulse"], levels=[20, 100], seed=7)

@@ -17,20 +17,12 @@ from typing import Any
 
 from mer_lib import storage
 from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
+from mer_lib.pipeline.families import FAMILIES
 from mer_lib.rundir import RESUME_ONLY, RunDir
 from mer_lib.training.api import train
 
 log = logging.getLogger(__name__)
 
-#: Family -> its training stages in order; each stage's run is the next stage's teacher.
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "ifmmin": ("utt_shared", "ifmmin"),
-    "nmer": ("nmer_pretrain", "nmer"),
-    "baseline": ("utt_fusion",),
-    "baseline_dropout": ("utt_fusion_dropout",),
-}
-#: Families trained as baselines: compared, gated on, never registered.
-BASELINE_FAMILIES: tuple[str, ...] = ("baseline", "baseline_dropout")
 STAGES_DIR = "stages"
 FAMILY_JSON = "family.json"
 
