@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.noise_cell:
                 ev = evaluate_model_dir(str(run), str(data), "1", batch_size=args.batch_size, device=args.device,
                                         progress=False, noise_grid=True, noise_types=["gaussian"],
-                                        noise_levels=[100], conditions="avl")
+                                        noise_steps=[100], conditions="avl")
                 grid = ev.info["timing"]["noise_s"]
             best = min(times)
             results["models"][name] = {"evaluate_s": best, "items_per_s": n_items / best, "noise_cell_s": grid,

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mer_lib.evaluation.aggregate import steps_column
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -63,7 +65,7 @@ PUBLISHED_NOISE_WA: dict[str, tuple[float, ...]] = {
     "IF-MMIN (published)": (0.6977, 0.6812, 0.6703, 0.6702, 0.6641),
     "MMIN (published)": (0.7031, 0.6791, 0.6711, 0.6630, 0.6615),
 }
-PUBLISHED_LEVELS: tuple[int, ...] = (20, 40, 60, 80, 100)
+PUBLISHED_STEPS: tuple[int, ...] = (20, 40, 60, 80, 100)
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ABLATION_MARKERS = ("<!-- ablation:begin -->", "<!-- ablation:end -->")
 
@@ -168,19 +170,19 @@ def eval_csv(root: Path, entry: Entry, seed: int, fold: int) -> Path:
 
 
 def evaluate_entry(entry: Entry, run_dir: Path, data: str, fold: int, seed: int, out_csv: Path,
-                   noise_levels: Sequence[int], noise_types: Sequence[str], device: str) -> pd.DataFrame:
+                   noise_steps: Sequence[int], noise_types: Sequence[str], device: str) -> pd.DataFrame:
     """Tidy metrics of ``entry``'s final stage on one fold (cached in ``out_csv``), with ``entry`` and ``seed``."""
     from mer_lib.evaluation.api import evaluate_model_dir
 
     done = run_dir / f"fold_{fold}" / "test_metrics.json"
     if out_csv.exists() and out_csv.stat().st_mtime >= done.stat().st_mtime:
-        cached = pd.read_csv(out_csv)
+        cached = steps_column(pd.read_csv(out_csv))
         noisy = cached[cached["noise"] != "none"]
-        if set(noisy["level"]) == set(noise_levels) and set(noisy["noise"]) == (set(noise_types) if noise_levels
-                                                                               else set()):
+        if set(noisy["steps"]) == set(noise_steps) and set(noisy["noise"]) == (set(noise_types) if noise_steps
+                                                                              else set()):
             return cached  # the same grid as asked for
-    ev = evaluate_model_dir(str(run_dir), data, [fold], name=entry.name, noise_grid=bool(noise_levels),
-                            noise_types=list(noise_types), noise_levels=list(noise_levels) or None,
+    ev = evaluate_model_dir(str(run_dir), data, [fold], name=entry.name, noise_grid=bool(noise_steps),
+                            noise_types=list(noise_types), noise_steps=list(noise_steps) or None,
                             device=device, progress=False)
     fm = ev.fold_metrics.assign(entry=entry.name, family=entry.family, recipe=entry.recipe, seed=seed)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +192,7 @@ def evaluate_entry(entry: Entry, run_dir: Path, data: str, fold: int, seed: int,
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean and sample std over every (fold, seed) of each entry, noise cell, condition and metric."""
-    keys = ["entry", "family", "recipe", "noise", "level", "condition", "metric"]
+    keys = ["entry", "family", "recipe", "noise", "steps", "condition", "metric"]
     g = rows.groupby(keys, sort=False)["value"]
     out = g.agg(mean="mean", std="std", n="count").reset_index()
     out["std"] = out["std"].fillna(0.0)
@@ -204,8 +206,8 @@ def seed_spread(rows: pd.DataFrame) -> dict[str, float]:
     return per_fold.groupby("entry").mean().to_dict()
 
 
-def _cell(summary: pd.DataFrame, entry: str, noise: str, level: int, cond: str, metric: str) -> tuple[float, float]:
-    hit = summary[(summary["entry"] == entry) & (summary["noise"] == noise) & (summary["level"] == level)
+def _cell(summary: pd.DataFrame, entry: str, noise: str, steps: int, cond: str, metric: str) -> tuple[float, float]:
+    hit = summary[(summary["entry"] == entry) & (summary["noise"] == noise) & (summary["steps"] == steps)
                   & (summary["condition"] == cond) & (summary["metric"] == metric)]
     if hit.empty:
         return float("nan"), float("nan")
@@ -253,18 +255,18 @@ def render(summary: pd.DataFrame, rows: pd.DataFrame, entries: list[Entry], meta
     noise = summary[summary["noise"] != "none"]
     if not noise.empty:
         ntype = "gaussian" if "gaussian" in set(noise["noise"]) else sorted(set(noise["noise"]))[0]
-        levels = sorted(int(x) for x in noise[noise["noise"] == ntype]["level"].unique())
+        steps = sorted(int(x) for x in noise[noise["noise"] == ntype]["steps"].unique())
         lines += [f"**WA with the missing modalities replaced by {ntype} noise of intensity T** (pooled six "
                   "conditions; last column UA at the highest T):", "",
-                  "| model | " + " | ".join(f"T={t}" for t in levels) + f" | UA T={levels[-1]} |",
-                  "|" + "---|" * (len(levels) + 2)]
+                  "| model | " + " | ".join(f"T={t}" for t in steps) + f" | UA T={steps[-1]} |",
+                  "|" + "---|" * (len(steps) + 2)]
         for n in names:
-            cells = [_fmt(*_cell(summary, n, ntype, t, "average", "wa")) for t in levels]
-            cells.append(_fmt(*_cell(summary, n, ntype, levels[-1], "average", "ua")))
+            cells = [_fmt(*_cell(summary, n, ntype, t, "average", "wa")) for t in steps]
+            cells.append(_fmt(*_cell(summary, n, ntype, steps[-1], "average", "ua")))
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
-        if ntype == "gaussian" and set(PUBLISHED_LEVELS) <= set(levels):
+        if ntype == "gaussian" and set(PUBLISHED_STEPS) <= set(steps):
             for pub, vals in PUBLISHED_NOISE_WA.items():
-                cells = [f"{vals[PUBLISHED_LEVELS.index(t)]:.3f}" if t in PUBLISHED_LEVELS else "-" for t in levels]
+                cells = [f"{vals[PUBLISHED_STEPS.index(t)]:.3f}" if t in PUBLISHED_STEPS else "-" for t in steps]
                 lines.append(f"| {pub}, real IEMOCAP | " + " | ".join(cells) + " | - |")
         lines.append("")
     if base is not None:
@@ -360,8 +362,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     p.add_argument("--recipes", nargs="+", default=["faithful", "improved"])
     p.add_argument("--epochs", type=int, default=None, help="epochs of every stage (default: each recipe's)")
-    p.add_argument("--noise-levels", type=int, nargs="*", default=[20, 40, 60, 80, 100],
-                   help="noise intensities T of the grid (none: no noise grid)")
+    # --noise-levels: the flag's name before the grid's T had its own word; still accepted.
+    p.add_argument("--noise-steps", "--noise-levels", dest="noise_steps", type=int, nargs="*",
+                   default=[20, 40, 60, 80, 100], help="noise intensities T of the grid, in diffusion steps "
+                   "(none: no noise grid)")
     p.add_argument("--noise-types", nargs="+", default=["gaussian"])
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--set", action="append", default=[], dest="common", metavar="KEY=VALUE",
@@ -406,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     entries = build_entries(args.families, args.recipes, args.tag, args.tag_set, args.tag_set_teacher)
     frames = []
     if args.ablation:  # every entry evaluated under --out, whatever its tag
-        frames = [pd.read_csv(p) for p in sorted(out.glob("seed*/eval/*.csv"))]
+        frames = [steps_column(pd.read_csv(p)) for p in sorted(out.glob("seed*/eval/*.csv"))]
         args.collect, entries = True, []
     # seed-major, then fold, then model: an interrupted run leaves complete (seed, fold) slices of the table
     for seed in args.seeds:
@@ -414,11 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for entry in entries:
                 csv = eval_csv(out, entry, seed, fold)
                 if args.collect:
-                    if csv.exists():
-                        frames.append(pd.read_csv(csv))
+                    if csv.exists():  # tables cached before the rename call the steps column "level"
+                        frames.append(steps_column(pd.read_csv(csv)))
                     continue
                 run_dir = train_entry(entry, data, fold, seed, out, args.epochs, args.device, args.common)
-                frames.append(evaluate_entry(entry, run_dir, data, fold, seed, csv, args.noise_levels,
+                frames.append(evaluate_entry(entry, run_dir, data, fold, seed, csv, args.noise_steps,
                                              args.noise_types, args.device))
     if not frames:
         print(f"nothing evaluated yet under {out}", file=sys.stderr)

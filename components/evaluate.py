@@ -16,7 +16,7 @@ def evaluate_model(dataset: Input[Dataset], fold_models: Input[list[Model]], noi
     Args:
         dataset: the feature set.
         fold_models: the per-fold training outputs of one family (``dsl.Collected``).
-        noise: the noise recipe of the noise step (evaluation grid types, levels, seed).
+        noise: the noise recipe of the noise step (evaluation grid types, steps T, seed).
         device: ``auto``, ``cpu`` or ``cuda``.
         run_dir: the merged run directory (``fold_<k>/``, ``run.json``, ``stages/``).
         evaluation: the evaluation directory (tables, ``metrics.json``, reports).
@@ -28,18 +28,17 @@ def evaluate_model(dataset: Input[Dataset], fold_models: Input[list[Model]], noi
     Returns:
         The primary metric (default: pooled UA over the six missing conditions, mean over folds).
     """
-    import json
     import shutil
 
     from mer_lib.evaluation.api import evaluate_run
     from mer_lib.pipeline.evaluation import pooled_confusion_matrix
+    from mer_lib.pipeline.noise import read_evaluation_grid
     from mer_lib.pipeline.stages import assemble_run
 
-    with open(noise.path) as fh:
-        grid = json.load(fh)["evaluation"]
+    grid = read_evaluation_grid(noise.path)
     run = assemble_run([m.path for m in fold_models], run_dir.path)
     doc = evaluate_run(run_dir.path, dataset.path, run["folds"], evaluation.path, noise_grid=True,
-                       noise_types=grid["types"], noise_levels=grid["levels"], noise_set=grid["noise_set"],
+                       noise_types=grid["types"], noise_steps=grid["steps"], noise_set=grid["noise_set"],
                        device=device)
     shutil.copyfile(f"{evaluation.path}/report.md", report_md.path)
     shutil.copyfile(f"{evaluation.path}/report.html", report_html.path)

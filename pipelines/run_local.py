@@ -156,7 +156,7 @@ def _metric(summary: Any, model: str, condition: str, metric: str, noise: str = 
     rows = summary[(summary["model"] == model) & (summary["condition"] == condition) & (summary["metric"] == metric)
                    & (summary["noise"] == noise)]
     if noise != "none" and not rows.empty:
-        rows = rows[rows["level"] == rows["level"].max()]
+        rows = rows[rows["steps"] == rows["steps"].max()]
     return float(rows["mean"].iloc[0]) if not rows.empty else float("nan")
 
 
@@ -174,12 +174,12 @@ def verdict(comparison: Path, recipe: str = "") -> list[str]:
     baselines = [m for m in models if m.startswith("baseline")]
     noisy = summary[summary["noise"] != "none"]
     ntype = "gaussian" if "gaussian" in set(noisy["noise"]) else (sorted(set(noisy["noise"]))[0] if len(noisy) else "")
-    level = int(noisy[noisy["noise"] == ntype]["level"].max()) if ntype else 0
+    steps = int(noisy[noisy["noise"] == ntype]["steps"].max()) if ntype else 0
     folds = summary["folds"].iloc[0] if "folds" in summary else "?"
     tag = f" ({recipe})" if recipe and recipe != "faithful" else ""
     lines = [f"Summary: mean over folds {folds} (each tests one unseen speaker of ~40 utterances: gaps under "
              f"{NOISE_UA} are noise); pooled = the six missing-modality conditions, zero-filled; full = {{a,v,l}}",
-             f"| model | pooled UA | full UA | WA, {ntype or 'no'} noise T={level} |", "|---|---|---|---|"]
+             f"| model | pooled UA | full UA | WA, {ntype or 'no'} noise T={steps} |", "|---|---|---|---|"]
     for m in models:
         label = labels.get(m, m) + ("" if m in baselines else tag)
         cells = [_metric(summary, m, "average", "ua"), _metric(summary, m, "avl", "ua"),

@@ -135,7 +135,7 @@ def test_gate_trains_without_a_champion(work: Path) -> None:
 
 def test_noise_recipe_is_written_for_evaluation(noise: Artifact, dataset: Dataset) -> None:
     doc = json.loads(Path(noise.path).read_text())
-    assert doc["evaluation"]["types"] == ["gaussian"] and doc["evaluation"]["levels"] == [100]
+    assert doc["evaluation"]["types"] == ["gaussian"] and doc["evaluation"]["steps"] == [100]
     assert doc["evaluation"]["noise_set"] == ["seed=3"]
     assert noise.metadata["data_fingerprint"] == dataset.metadata["fingerprint"]
     # the run's recipe reaches the recorded training noise (published NMER also corrupts the pads)

@@ -25,7 +25,7 @@ from mer_lib.evaluation.aggregate import (
     paper_table,
     primary_value,
 )
-from mer_lib.evaluation.api import EvaluationError, evaluate_run
+from mer_lib.evaluation.api import EvaluationError, evaluate_run, load_evaluation
 from mer_lib.evaluation.noise_grid import cell_seed, grid_cells
 from mer_lib.metrics import compute_metrics, condition_metrics
 from mer_lib.models.base import MERModel, StepOutput
@@ -149,7 +149,7 @@ def test_single_fold_std_is_nan_and_duplicate_fold_is_an_error() -> None:
 
 def test_noise_cells_have_fixed_distinct_seeds() -> None:
     cells = grid_cells(["gaussian", "impulse"], [20, 100], base_seed=1234, fold=3)
-    assert [(c.noise, c.level) for c in cells] == [("gaussian", 20), ("gaussian", 100), ("impulse", 20),
+    assert [(c.noise, c.steps) for c in cells] == [("gaussian", 20), ("gaussian", 100), ("impulse", 20),
                                                    ("impulse", 100)]
     assert cells == grid_cells(["gaussian", "impulse"], [20, 100], base_seed=1234, fold=3)
     assert len({c.seed for c in cells}) == 4
@@ -258,7 +258,7 @@ def test_evaluate_run_scores_every_fold_and_writes_tables(features: Path, tmp_pa
     pred = pd.read_parquet(ev / "predictions.parquet")
     n_tst = sum(len(read_split(features, k, "tst").ids) for k in (1, 2))
     assert len(pred) == 7 * n_tst
-    assert list(pred.columns[:8]) == ["model", "noise", "level", "fold", "id", "condition", "label", "pred"]
+    assert list(pred.columns[:8]) == ["model", "noise", "steps", "fold", "id", "condition", "label", "pred"]
     assert pd.read_csv(ev / "summary.csv")["n_folds"].eq(2).all()
     info = json.loads((ev / "evaluation.json").read_text())
     assert info["timing"]["test_items_per_fold"] == 7 * n_tst // 2 and info["folds"] == [1, 2]
@@ -293,7 +293,7 @@ def test_noise_grid_replaces_missing_modalities_and_is_reproducible(features: Pa
     monkeypatch.setattr("mer_lib.evaluation.noise_grid.NoiseInjector", RevealL)
     run = make_run(tmp_path / "run", features, [1])
     doc = evaluate_run(str(run), str(features), "1", str(tmp_path / "ev"), noise_grid=True,
-                       noise_types=["gaussian", "impulse"], noise_levels=[20, 60])
+                       noise_types=["gaussian", "impulse"], noise_steps=[20, 60])
     assert [(t, s) for t, s, _ in seen] == [("gaussian", 20), ("gaussian", 60), ("impulse", 20), ("impulse", 60)]
     assert seen[0][2] == cell_seed(1234, 1, "gaussian", 20)
     # the stand-in makes L visible, so the oracle is perfect under noise but not when L is zero-filled
@@ -302,8 +302,17 @@ def test_noise_grid_replaces_missing_modalities_and_is_reproducible(features: Pa
     fm = pd.read_parquet(tmp_path / "ev" / "fold_metrics.parquet")
     noisy = fm[fm.noise != "none"]
     assert set(noisy["condition"]) == {*MISSING_CONDITIONS, "average"}
-    assert sorted(set(zip(noisy["noise"], noisy["level"], strict=True))) == [
+    assert sorted(set(zip(noisy["noise"], noisy["steps"], strict=True))) == [
         ("gaussian", 20), ("gaussian", 60), ("impulse", 20), ("impulse", 60)]
+    # An evaluation directory written before the grid's T was called "steps" names the column "level".
+    for name in ("fold_metrics", "confusion"):
+        for ext, read, write in ((".csv", pd.read_csv, lambda df, p: df.to_csv(p, index=False)),
+                                 (".parquet", pd.read_parquet, lambda df, p: df.to_parquet(p))):
+            path = tmp_path / "ev" / f"{name}{ext}"
+            write(read(path).rename(columns={"steps": "level"}), path)
+    legacy = load_evaluation(str(tmp_path / "ev"))
+    assert "level" not in legacy.fold_metrics and "level" not in legacy.confusion
+    pd.testing.assert_frame_equal(legacy.fold_metrics, fm)
 
 
 def test_evaluate_errors_name_path_and_mismatch(features: Path, tmp_path: Path, oracle_model: None) -> None:
@@ -341,7 +350,7 @@ def test_noise_grid_with_the_real_injector_is_seeded(features: Path, tmp_path: P
     (run / "fold_2").mkdir(parents=True)
     save({"model": state, "config": cfg.to_dict(), "meta": {"fold": 2, "label_names": list(LABEL_NAMES)}},
          run / "fold_2" / "best.pt")
-    kw = {"noise_grid": True, "noise_types": ["gaussian"], "noise_levels": [5, 100], "conditions": "missing"}
+    kw = {"noise_grid": True, "noise_types": ["gaussian"], "noise_steps": [5, 100], "conditions": "missing"}
     evaluate_run(str(run), str(features), "2", str(tmp_path / "e1"), **kw)
     evaluate_run(str(run), str(features), "2", str(tmp_path / "e2"), **kw)
     evaluate_run(str(run), str(features), "2", str(tmp_path / "e3"), noise_set=["seed=99"], **kw)
@@ -353,7 +362,7 @@ def test_noise_grid_with_the_real_injector_is_seeded(features: Path, tmp_path: P
     np.testing.assert_allclose(p1.loc[~noisy, probs], p3.loc[~noisy, probs])  # clean protocol untouched
     # noise instead of zeros changes the predictions of the missing conditions
     clean = p1[~noisy].set_index(["id", "condition"])[probs]
-    t100 = p1[noisy & (p1["level"] == 100)].set_index(["id", "condition"])[probs]
+    t100 = p1[noisy & (p1["steps"] == 100)].set_index(["id", "condition"])[probs]
     assert not np.allclose(clean.loc[t100.index].to_numpy(), t100.to_numpy())
 
 
@@ -368,3 +377,11 @@ def test_mer_evaluate_refuses_an_existing_out_before_any_work(tmp_path: Path,
     assert main(["evaluate", "--model-dir", str(tmp_path / "no-run"), "--data", str(tmp_path / "no-data"),
                  "--out", str(out)]) == 2
     assert "ev: already exists and is not empty; refusing to overwrite" in capsys.readouterr().err
+
+
+def test_mer_evaluate_takes_noise_steps_under_the_old_flag_too() -> None:
+    from mer_lib.cli import build_parser
+
+    base = ["evaluate", "--model-dir", "r", "--data", "d", "--out", "o"]
+    assert build_parser().parse_args([*base, "--noise-steps", "20", "100"]).noise_steps == [20, 100]
+    assert build_parser().parse_args([*base, "--noise-levels", "20", "100"]).noise_steps == [20, 100]

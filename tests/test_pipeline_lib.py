@@ -12,7 +12,7 @@ from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
 from mer_lib.pipeline.compare import compare_families
 from mer_lib.pipeline.families import BASELINE_FAMILIES, CANDIDATE_FAMILIES, FAMILIES
 from mer_lib.pipeline.gate import code_fingerprint, decide_retrain, recorded_fingerprint, training_fingerprint
-from mer_lib.pipeline.noise import build_noise_recipe
+from mer_lib.pipeline.noise import build_noise_recipe, read_evaluation_grid
 from mer_lib.pipeline.promotion import RULE_CHAMPION, RULE_CHAMPION_AND_BASELINE, registration_decision
 from mer_lib.pipeline.stages import FAMILY_JSON, assemble_run, family_stages
 
@@ -185,25 +185,32 @@ def test_family_registry_and_compare_families_checks_its_inputs(tmp_path: Path) 
                          require_beat_baseline=True)
 
 
-def test_noise_recipe_checks_grid_and_training(tiny_data: Path) -> None:
-    doc = build_noise_recipe(str(tiny_data), types=["gaussian", "impulse"], levels=[20, 100], seed=7)
-    assert doc["evaluation"]["types"] == ["gaussian", "impulse"] and doc["evaluation"]["levels"] == [20, 100]
+def test_noise_recipe_checks_grid_and_training(tiny_data: Path, tmp_path: Path) -> None:
+    doc = build_noise_recipe(str(tiny_data), types=["gaussian", "impulse"], steps=[20, 100], seed=7)
+    assert doc["evaluation"]["types"] == ["gaussian", "impulse"] and doc["evaluation"]["steps"] == [20, 100]
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(doc))
+    assert read_evaluation_grid(str(settings))["steps"] == [20, 100]
+    legacy = {**doc, "evaluation": {**doc["evaluation"], "levels": doc["evaluation"]["steps"]}}
+    del legacy["evaluation"]["steps"]  # written before the grid's T was called steps
+    settings.write_text(json.dumps(legacy))
+    assert read_evaluation_grid(str(settings)) == doc["evaluation"]
     assert doc["evaluation"]["noise_set"] == ["seed=7"] and doc["evaluation"]["noise"]["seed"] == 7
     assert doc["modalities"] == ["a", "v", "l"] and doc["training"]["nmer"]["steps"] == 100
     assert doc["training_recipe"] == "faithful" and doc["training"]["nmer"]["noise_pads"] is False
-    published = build_noise_recipe(str(tiny_data), types=["gaussian"], levels=[20], seed=7, recipe="published")
+    published = build_noise_recipe(str(tiny_data), types=["gaussian"], steps=[20], seed=7, recipe="published")
     assert published["training"]["nmer"]["noise_pads"] is True  # the recipe's noise settings are recorded
-    doc = build_noise_recipe(str(tiny_data), types=["gaussian"], levels=[5], seed=0,
+    doc = build_noise_recipe(str(tiny_data), types=["gaussian"], steps=[5], seed=0,
                              training_overrides=["noise.type=impulse"])
     assert doc["training"]["nmer"]["type"] == "impulse"
     with pytest.raises(ConfigError, match="T=0"):
-        build_noise_recipe(str(tiny_data), types=["gaussian"], levels=[0], seed=0)
+        build_noise_recipe(str(tiny_data), types=["gaussian"], steps=[0], seed=0)
     with pytest.raises(ConfigError, match="T=101"):
-        build_noise_recipe(str(tiny_data), types=["gaussian"], levels=[101], seed=0)
+        build_noise_recipe(str(tiny_data), types=["gaussian"], steps=[101], seed=0)
     with pytest.raises(ConfigError, match="pink"):
-        build_noise_recipe(str(tiny_data), types=["pink"], levels=[20], seed=0)
+        build_noise_recipe(str(tiny_data), types=["pink"], steps=[20], seed=0)
     with pytest.raises(ConfigError, match="at least one noise type"):
-        build_noise_recipe(str(tiny_data), types=[], levels=[20], seed=0)
+        build_noise_recipe(str(tiny_data), types=[], steps=[20], seed=0)
 
 
 # ------------------------------------------------------------------------------------ checkpoints

@@ -51,9 +51,9 @@ def hand_evaluation(model: str, fold_acc: dict[int, dict[str, float]], select_on
         res = condition_metrics(predictions(acc), 4)
         fm.append(metrics_frame(res, fold=k, model=model, select_on=select_on))
         cf.append(confusion_frame(res, fold=k, model=model, select_on=select_on))
-        for level, wa in (noise_wa or {}).items():
+        for steps, wa in (noise_wa or {}).items():
             nres = condition_metrics(predictions({"default": wa}).query("condition != 'avl'"), 4)
-            fm.append(metrics_frame(nres, fold=k, model=model, select_on=select_on, noise="gaussian", level=level))
+            fm.append(metrics_frame(nres, fold=k, model=model, select_on=select_on, noise="gaussian", steps=steps))
     return Evaluation(concat(fm, FOLD_COLUMNS), concat(cf, CONFUSION_COLUMNS), LABEL_NAMES,
                       {"data": "synthetic", "models": [{"name": model}]})
 

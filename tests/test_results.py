@@ -50,7 +50,7 @@ def test_render_marks_the_best_baseline_and_the_gaps(results) -> None:
         for seed in (0, 1):
             for cond in results.CONDITIONS:
                 for metric in ("wa", "ua"):
-                    rows.append({"entry": entry, "family": fam, "recipe": "x", "noise": "none", "level": 0,
+                    rows.append({"entry": entry, "family": fam, "recipe": "x", "noise": "none", "steps": 0,
                                  "condition": cond, "metric": metric, "value": base + 0.02 * seed, "fold": 1,
                                  "seed": seed})
     rows = pd.DataFrame(rows)
@@ -75,7 +75,7 @@ def test_one_epoch_run_trains_evaluates_and_reuses(results, tiny_data: Path, tmp
     out = tmp_path / "res"
     argv = ["--data", str(tiny_data), "--folds", "1", "--seeds", "0", "--families", "utt_fusion", "mmin",
             "--recipes", "faithful", "--epochs", "1", "--noise-levels", "100", "--out", str(out), "--no-write",
-            "--set", "train.tensorboard=false", "--set", "train.batch_size=32"]
+            "--set", "train.tensorboard=false", "--set", "train.batch_size=32"]  # --noise-levels: the old flag name
     assert results.main(argv) == 0
     # mmin's teacher is the baseline's run: trained once
     assert sorted(p.name for p in (out / "seed0").iterdir()) == ["eval", "mmin", "utt_fusion"]
@@ -85,6 +85,10 @@ def test_one_epoch_run_trains_evaluates_and_reuses(results, tiny_data: Path, tmp
     first = cached.stat().st_mtime
     assert results.main(argv) == 0  # a rerun reuses the trained folds and the evaluations
     assert cached.stat().st_mtime == first
+    # A cache written before the steps column had its own word ("level") is reused and tabulated.
+    pd.read_csv(cached).rename(columns={"steps": "level"}).to_csv(cached, index=False)
+    legacy = cached.stat().st_mtime
+    assert results.main(argv) == 0 and cached.stat().st_mtime == legacy
     assert results.main([*argv, "--collect", "--folds", "1-2"]) == 0  # tabulates fold 1 only
     assert "folds 1, seeds 0" in (out / "results.md").read_text()
 
@@ -98,10 +102,10 @@ def test_demo_verdict_says_who_learns_and_why_nothing_is_promoted(tmp_path: Path
     for model, (pooled, full) in scores.items():
         for cond, val in (("average", pooled), ("avl", full)):
             for metric in ("ua", "wa"):
-                rows.append({"model": model, "select_on": "val", "noise": "none", "level": 0, "condition": cond,
+                rows.append({"model": model, "select_on": "val", "noise": "none", "steps": 0, "condition": cond,
                              "metric": metric, "mean": val, "std": 0.01, "min": val, "max": val, "n_folds": 2,
                              "folds": "1,2"})
-        rows.append({"model": model, "select_on": "val", "noise": "gaussian", "level": 100, "condition": "average",
+        rows.append({"model": model, "select_on": "val", "noise": "gaussian", "steps": 100, "condition": "average",
                      "metric": "wa", "mean": pooled - 0.05, "std": 0.0, "min": 0, "max": 1, "n_folds": 2,
                      "folds": "1,2"})
     pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)

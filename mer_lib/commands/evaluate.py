@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--noise-grid", action="store_true",
                    help="also evaluate with the missing modalities replaced by noise (type x T grid)")
     p.add_argument("--noise-types", nargs="+", metavar="TYPE", help="noise types (default: gaussian impulse)")
-    p.add_argument("--noise-levels", nargs="+", type=int, metavar="T",
-                   help="noise intensities T (default: 20 40 60 80 100)")
+    # --noise-levels: the flag's name before the grid's T had its own word; still accepted.
+    p.add_argument("--noise-steps", "--noise-levels", dest="noise_steps", nargs="+", type=int, metavar="T",
+                   help="noise intensities T, in diffusion steps (default: 20 40 60 80 100)")
     p.add_argument("--noise-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override the evaluation noise recipe, e.g. seed=7 or beta_end=0.3")
     p.add_argument("--primary-metric", help="metric gated on, <condition>_<wa|ua|f1> (default: average_ua)")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_free(args.out, args.overwrite)  # before the evaluation, not after it
     ev = evaluate_model_dir(args.model_dir, args.data, args.folds, name=args.name, conditions=args.conditions,
                             noise_grid=args.noise_grid, noise_types=args.noise_types,
-                            noise_levels=args.noise_levels, noise_set=args.noise_set,
+                            noise_steps=args.noise_steps, noise_set=args.noise_set,
                             batch_size=args.batch_size, device=args.device,
                             progress=False if args.no_progress else None, allow_overlap=args.allow_overlap)
     doc = write_evaluation(ev, args.out, primary_metric=args.primary_metric, overwrite=args.overwrite,

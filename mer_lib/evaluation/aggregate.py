@@ -1,9 +1,13 @@
 """Tidy metric tables and their aggregation over folds (spec section 7.2).
 
 One fold's :func:`~mer_lib.metrics.condition_metrics` result becomes tidy rows
-``(model, select_on, noise, level, fold, condition, metric, value, n)``; the cross-fold summary is the
+``(model, select_on, noise, steps, fold, condition, metric, value, n)``; the cross-fold summary is the
 arithmetic mean over folds of each row (the papers' number: "average" is pooled per fold first, then
 averaged over folds), with the sample standard deviation, min, max and the number of folds.
+
+``steps`` is the noise intensity T of a grid cell: the number of diffusion steps applied (0 when
+clean). It is not the training noise's ``noise.level``, a share in [0, 1]; tables written before
+the column had its own word call it ``level``, and :func:`steps_column` reads them.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from mer_lib.conditions import ALL_CONDITIONS, FULL_CONDITION, MISSING_CONDITION
 from mer_lib.metrics import AVERAGE, SCALAR_METRICS
 
 #: Columns identifying one evaluation setting (everything but the fold).
-SETTING_KEYS: tuple[str, ...] = ("model", "select_on", "noise", "level")
+SETTING_KEYS: tuple[str, ...] = ("model", "select_on", "noise", "steps")
+#: The intensity column's name in tables written before it was called ``steps``.
+LEGACY_STEPS_COLUMN = "level"
 #: Column order of the per-fold tidy metric table.
 FOLD_COLUMNS: tuple[str, ...] = (*SETTING_KEYS, "fold", "condition", "metric", "value", "n")
 #: Column order of the tidy confusion table.
@@ -44,8 +50,15 @@ def condition_label(condition: str) -> str:
     return condition
 
 
+def steps_column(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a legacy ``level`` column renamed to ``steps`` (tables written before the rename)."""
+    if LEGACY_STEPS_COLUMN in table.columns and "steps" not in table.columns:
+        return table.rename(columns={LEGACY_STEPS_COLUMN: "steps"})
+    return table
+
+
 def metrics_frame(results: dict[str, dict[str, Any]], *, fold: int, model: str, select_on: str,
-                  noise: str = CLEAN, level: int = 0) -> pd.DataFrame:
+                  noise: str = CLEAN, steps: int = 0) -> pd.DataFrame:
     """Tidy rows of one fold's per-condition metrics.
 
     Args:
@@ -54,21 +67,21 @@ def metrics_frame(results: dict[str, dict[str, Any]], *, fold: int, model: str, 
         model: display name of the model.
         select_on: selection protocol recorded with the checkpoint (``val`` or ``test_leak``).
         noise: noise type, or ``"none"`` for the zero-missing protocol.
-        level: noise intensity T (0 when clean).
+        steps: noise intensity T, the diffusion steps applied (0 when clean).
 
     Returns:
         DataFrame with :data:`FOLD_COLUMNS`, one row per (condition, metric).
     """
-    rows = [{"model": model, "select_on": select_on, "noise": noise, "level": int(level), "fold": int(fold),
+    rows = [{"model": model, "select_on": select_on, "noise": noise, "steps": int(steps), "fold": int(fold),
              "condition": cond, "metric": m, "value": float(res[m]), "n": int(res["n"])}
             for cond, res in results.items() for m in SCALAR_METRICS]
     return pd.DataFrame(rows, columns=list(FOLD_COLUMNS))
 
 
 def confusion_frame(results: dict[str, dict[str, Any]], *, fold: int, model: str, select_on: str,
-                    noise: str = CLEAN, level: int = 0) -> pd.DataFrame:
+                    noise: str = CLEAN, steps: int = 0) -> pd.DataFrame:
     """Tidy confusion counts of one fold (rows ``true``, columns ``pred``), every condition."""
-    rows = [{"model": model, "select_on": select_on, "noise": noise, "level": int(level), "fold": int(fold),
+    rows = [{"model": model, "select_on": select_on, "noise": noise, "steps": int(steps), "fold": int(fold),
              "condition": cond, "true": t, "pred": p, "count": int(c)}
             for cond, res in results.items()
             for t, row in enumerate(res["confusion"]) for p, c in enumerate(row)]
@@ -104,7 +117,7 @@ def aggregate_folds(fold_metrics: pd.DataFrame) -> pd.DataFrame:
     if dup.any():
         row = fold_metrics[dup].iloc[0]
         raise ValueError(f"fold {row['fold']} appears twice for model {row['model']!r}, noise {row['noise']} "
-                         f"level {row['level']}, condition {row['condition']}, metric {row['metric']}")
+                         f"T={row['steps']}, condition {row['condition']}, metric {row['metric']}")
     if fold_metrics.empty:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     grouped = fold_metrics.groupby(keys, sort=False)
@@ -123,7 +136,7 @@ def protocol_of(summary: pd.DataFrame, model: str) -> str:
     return "+".join(sorted(set(summary.loc[summary["model"] == model, "select_on"].astype(str))))
 
 
-def paper_table(summary: pd.DataFrame, metric: str, *, noise: str = CLEAN, level: int = 0,
+def paper_table(summary: pd.DataFrame, metric: str, *, noise: str = CLEAN, steps: int = 0,
                 stat: str = "mean") -> pd.DataFrame:
     """Rows models, columns the paper's conditions ({a} ... {v,l}, average, {a,v,l}).
 
@@ -131,13 +144,13 @@ def paper_table(summary: pd.DataFrame, metric: str, *, noise: str = CLEAN, level
         summary: output of :func:`aggregate_folds`.
         metric: ``wa``, ``ua`` or ``f1``.
         noise: noise type (``"none"`` = zero-missing protocol).
-        level: noise level.
+        steps: noise intensity T (0 = clean).
         stat: ``mean`` or ``std`` (or any summary statistic column).
 
     Returns:
         DataFrame indexed by model with one column per condition present (NaN where a model lacks it).
     """
-    sel = summary[(summary["metric"] == metric) & (summary["noise"] == noise) & (summary["level"] == level)]
+    sel = summary[(summary["metric"] == metric) & (summary["noise"] == noise) & (summary["steps"] == steps)]
     models = _order(sel["model"])
     conds = [c for c in TABLE_CONDITIONS if c in set(sel["condition"])]
     table = sel.pivot_table(index="model", columns="condition", values=stat, aggfunc="first", dropna=False)
@@ -146,12 +159,12 @@ def paper_table(summary: pd.DataFrame, metric: str, *, noise: str = CLEAN, level
 
 def noise_curve(summary: pd.DataFrame, noise: str, metric: str = "wa", condition: str = AVERAGE,
                 stat: str = "mean") -> pd.DataFrame:
-    """Metric against noise intensity (the NMER paper's figure): rows models, columns levels T."""
+    """Metric against noise intensity (the NMER paper's figure): rows models, columns the steps T."""
     sel = summary[(summary["noise"] == noise) & (summary["metric"] == metric)
                   & (summary["condition"] == condition)]
     models = _order(sel["model"])
-    table = sel.pivot_table(index="model", columns="level", values=stat, aggfunc="first")
-    return table.reindex(index=models, columns=sorted(set(sel["level"])))
+    table = sel.pivot_table(index="model", columns="steps", values=stat, aggfunc="first")
+    return table.reindex(index=models, columns=sorted(set(sel["steps"])))
 
 
 def noise_types(summary: pd.DataFrame) -> list[str]:
@@ -160,10 +173,10 @@ def noise_types(summary: pd.DataFrame) -> list[str]:
 
 
 def pooled_confusion(confusion: pd.DataFrame, model: str, condition: str = AVERAGE, noise: str = CLEAN,
-                     level: int = 0, num_classes: int | None = None) -> np.ndarray:
+                     steps: int = 0, num_classes: int | None = None) -> np.ndarray:
     """Confusion counts of one model and condition summed over folds (rows true, columns predicted)."""
     sel = confusion[(confusion["model"] == model) & (confusion["condition"] == condition)
-                    & (confusion["noise"] == noise) & (confusion["level"] == level)]
+                    & (confusion["noise"] == noise) & (confusion["steps"] == steps)]
     k = num_classes or (int(max(sel["true"].max(), sel["pred"].max())) + 1 if len(sel) else 0)
     mat = np.zeros((k, k), dtype=np.int64)
     for t, p, c in sel[["true", "pred", "count"]].itertuples(index=False):
@@ -173,7 +186,7 @@ def pooled_confusion(confusion: pd.DataFrame, model: str, condition: str = AVERA
 
 def flat_metrics(summary: pd.DataFrame, model: str) -> dict[str, float]:
     """``{"<condition>_<metric>": mean, "<condition>_<metric>_std": std}`` of the clean protocol,
-    plus ``"noise_<type>_T<level>_average_<metric>"`` (pooled six conditions) for noise settings."""
+    plus ``"noise_<type>_T<steps>_average_<metric>"`` (pooled six conditions) for noise settings."""
     out: dict[str, float] = {}
     sel = summary[summary["model"] == model]
     for r in sel.itertuples(index=False):
@@ -182,7 +195,7 @@ def flat_metrics(summary: pd.DataFrame, model: str) -> dict[str, float]:
             out[key] = float(r.mean)
             out[f"{key}_std"] = float(r.std) if pd.notna(r.std) else float("nan")
         elif r.condition == AVERAGE:
-            out[f"noise_{r.noise}_T{r.level}_{r.condition}_{r.metric}"] = float(r.mean)
+            out[f"noise_{r.noise}_T{r.steps}_{r.condition}_{r.metric}"] = float(r.mean)
     return out
 
 

@@ -3,16 +3,18 @@
 
 An evaluation directory holds (tables as both CSV and parquet)::
 
-    fold_metrics.{csv,parquet}   tidy per-fold rows: model, select_on, noise, level, fold, condition, metric, value, n
+    fold_metrics.{csv,parquet}   tidy per-fold rows: model, select_on, noise, steps, fold, condition, metric, value, n
     summary.{csv,parquet}        the same rows aggregated over folds: mean (the papers' number), std, min, max
     confusion.{csv,parquet}      per-fold confusion counts (rows true, columns pred)
-    predictions.parquet          every prediction (evaluate only): model, noise, level, fold, id, condition, ...
+    predictions.parquet          every prediction (evaluate only): model, noise, steps, fold, id, condition, ...
     metrics.json                 the primary metric and all flat metrics (what pipelines gate on)
     evaluation.json              provenance: model dir(s), data, fingerprints, folds, noise config, timings
     report.md, report.html       the human-readable report (HTML self-contained, embedded PNG plots)
 
 The directory is built in a staging area and published atomically; an existing non-empty output
-directory is never overwritten unless asked.
+directory is never overwritten unless asked. ``steps`` is the noise grid's intensity T (diffusion
+steps applied, 0 = clean); directories written before it had that name call the column ``level``
+and still read.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from mer_lib.evaluation.aggregate import (
     flat_metrics,
     metrics_frame,
     primary_value,
+    steps_column,
 )
 from mer_lib.evaluation.noise_grid import grid_cells, run_grid
 from mer_lib.evaluation.report import render_html, render_markdown
@@ -156,7 +159,7 @@ def _show_progress(progress: bool | None) -> bool:
 def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | None = None, *,
                        name: str | None = None, conditions: Sequence[str] | str | None = None,
                        noise_grid: bool = False, noise_types: Sequence[str] | None = None,
-                       noise_levels: Sequence[int] | None = None, noise_set: Sequence[str] | None = None,
+                       noise_steps: Sequence[int] | None = None, noise_set: Sequence[str] | None = None,
                        batch_size: int | None = None, device: str = "cpu",
                        progress: bool | None = None, allow_overlap: bool = False) -> Evaluation:
     """Predict and score every fold of a run directory (no files written).
@@ -169,7 +172,7 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
         conditions: clean-protocol conditions (default: the six missing ones plus ``avl``).
         noise_grid: also run the noise grid over the six missing conditions.
         noise_types: noise types of the grid (default: gaussian and impulse, as in NMER).
-        noise_levels: intensities T of the grid (default: ``eval.noise_levels``, 20..100).
+        noise_steps: intensities T of the grid, in diffusion steps (default: ``eval.noise_levels``, 20..100).
         noise_set: ``key=value`` overrides of the evaluation noise recipe (e.g. ``seed=7``).
         batch_size: evaluation batch size (default: the checkpoint's ``train.eval_batch_size``).
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -210,7 +213,7 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
         raise EvaluationError(f"{data}: fold(s) {absent} missing from the feature set (it has {available})")
     overlaps = run_overlaps(run) + guard_folds(root, fold_list, allow_overlap=allow_overlap, where=str(data))
     conds = parse_conditions(conditions) if isinstance(conditions, str) else list(conditions or ALL_CONDITIONS)
-    levels = [int(t) for t in (noise_levels or EvalConfig().noise_levels)]
+    steps = [int(t) for t in (noise_steps or EvalConfig().noise_levels)]
     types = list(noise_types or DEFAULT_NOISE_TYPES)
     ncfg = _noise_config(noise_set)
     dev = resolve_device(device)
@@ -245,31 +248,31 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
         res = condition_metrics(pred, len(label_names))
         fm.append(metrics_frame(res, **keys))
         cf.append(confusion_frame(res, **keys))
-        preds.append(pred.assign(model=model_name, noise="none", level=0, fold=k))
+        preds.append(pred.assign(model=model_name, noise="none", steps=0, fold=k))
         if noise_grid:
             t0 = time.perf_counter()
             grid_loader = fold_data.loader("tst", batch_size=bs, conditions=list(MISSING_CONDITIONS))
-            cells = grid_cells(types, levels, base_seed=ncfg.seed, fold=k)
+            cells = grid_cells(types, steps, base_seed=ncfg.seed, fold=k)
             for cell, npred in tqdm(run_grid(model, grid_loader, ncfg, cells, device=str(dev),
                                              label_names=label_names),
                                     total=len(cells), desc=f"fold {k} noise grid", disable=not show, leave=False):
                 nres = condition_metrics(npred, len(label_names))
-                fm.append(metrics_frame(nres, noise=cell.noise, level=cell.level, **keys))
-                cf.append(confusion_frame(nres, noise=cell.noise, level=cell.level, **keys))
-                preds.append(npred.assign(model=model_name, noise=cell.noise, level=cell.level, fold=k))
+                fm.append(metrics_frame(nres, noise=cell.noise, steps=cell.steps, **keys))
+                cf.append(confusion_frame(nres, noise=cell.noise, steps=cell.steps, **keys))
+                preds.append(npred.assign(model=model_name, noise=cell.noise, steps=cell.steps, fold=k))
             timings["noise_s"] += time.perf_counter() - t0
         del model
     if len(select_on) > 1:
         log.warning("%s: folds were selected with different protocols: %s", model_dir, sorted(select_on))
     predictions = pd.concat(preds, ignore_index=True)
-    front = ["model", "noise", "level", "fold"]
+    front = ["model", "noise", "steps", "fold"]
     predictions = predictions[front + [c for c in predictions.columns if c not in front]]
     info = {
         "models": [{"name": model_name, "model_dir": str(model_dir), "model": run.get("model"),
                     "recipe": run.get("recipe"), "select_on": sorted(select_on), "folds": fold_list,
                     "fold_overlaps": list(dict.fromkeys(overlaps))}],
         "data": str(data), "data_fingerprint": data_fp, "folds": fold_list, "conditions": conds,
-        "noise_grid": {"types": types, "levels": levels, "config": dataclasses.asdict(ncfg)} if noise_grid else None,
+        "noise_grid": {"types": types, "steps": steps, "config": dataclasses.asdict(ncfg)} if noise_grid else None,
         "device": str(dev), "batch_size": batch_size, "label_names": list(label_names),
         "timing": {**timings, "total_s": time.perf_counter() - t_start,
                    "test_items_per_fold": int(len(predictions[predictions["noise"] == "none"]) / len(fold_list))},
@@ -383,9 +386,9 @@ def check_output_free(out: str, overwrite: bool = False) -> None:
 
 def _read_table(d: Path, name: str) -> pd.DataFrame:
     if (d / f"{name}.parquet").exists():
-        return pd.read_parquet(d / f"{name}.parquet")
+        return steps_column(pd.read_parquet(d / f"{name}.parquet"))
     if (d / f"{name}.csv").exists():
-        return pd.read_csv(d / f"{name}.csv")
+        return steps_column(pd.read_csv(d / f"{name}.csv"))
     raise EvaluationError(f"{d}: no {name}.parquet or {name}.csv")
 
 

@@ -4,6 +4,9 @@
 that are *not* kept are replaced by noisy versions (instead of zeros), so the six conditions span the
 corruption patterns.  The seed of each cell depends only on (base seed, fold, type, T), so a grid is
 reproducible and independent of the order in which cells are run.
+
+T is called ``steps`` here and in the tables: the number of diffusion steps applied, not the
+training noise's ``noise.level`` (a share in [0, 1]).
 """
 
 from __future__ import annotations
@@ -24,34 +27,34 @@ from mer_lib.noise import NoiseInjector
 
 @dataclass(frozen=True)
 class NoiseCell:
-    """One grid cell: noise type, intensity T and its fixed seed."""
+    """One grid cell: noise type, intensity T (``steps``) and its fixed seed."""
 
     noise: str
-    level: int
+    steps: int
     seed: int
 
 
-def cell_seed(base: int, fold: int, noise: str, level: int) -> int:
+def cell_seed(base: int, fold: int, noise: str, steps: int) -> int:
     """Stable 31-bit seed of one (fold, type, T) cell (no Python ``hash``: that is salted per process)."""
-    digest = hashlib.sha256(f"{base}/{fold}/{noise}/{level}".encode()).digest()
+    digest = hashlib.sha256(f"{base}/{fold}/{noise}/{steps}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def grid_cells(types: Iterable[str], levels: Iterable[int], *, base_seed: int, fold: int) -> list[NoiseCell]:
+def grid_cells(types: Iterable[str], steps: Iterable[int], *, base_seed: int, fold: int) -> list[NoiseCell]:
     """Every (type, T) cell of a grid, with its seed.
 
     Raises:
-        ValueError: a level below 1, or an unknown noise type.
+        ValueError: a T below 1, or an unknown noise type.
     """
     allowed = next(f for f in dataclasses.fields(NoiseConfig) if f.name == "type").metadata["choices"]
     cells = []
     for t in types:
         if t not in allowed:
             raise ValueError(f"unknown noise type {t!r}; expected one of {', '.join(allowed)}")
-        for level in levels:
-            if int(level) < 1:
-                raise ValueError(f"noise level T must be >= 1, got {level}")
-            cells.append(NoiseCell(t, int(level), cell_seed(base_seed, fold, t, int(level))))
+        for n in steps:
+            if int(n) < 1:
+                raise ValueError(f"noise steps T must be >= 1, got {n}")
+            cells.append(NoiseCell(t, int(n), cell_seed(base_seed, fold, t, int(n))))
     return cells
 
 
@@ -73,6 +76,6 @@ def run_grid(model: MERModel, loader: BatchLoader, noise_cfg: NoiseConfig, cells
     """
     for cell in cells:
         cfg = dataclasses.replace(noise_cfg, type=cell.noise)
-        injector = NoiseInjector(cfg, steps=cell.level, seed=cell.seed)
+        injector = NoiseInjector(cfg, steps=cell.steps, seed=cell.seed)
         yield cell, predict_frame(model, loader, device=device, transform=injector.apply,
                                   label_names=label_names)

@@ -61,10 +61,10 @@ def protocol_line(summary: pd.DataFrame) -> str:
     return "Selection protocol: " + ", ".join(parts) + "."
 
 
-def _table_rows(summary: pd.DataFrame, metric: str, noise: str, level: int
+def _table_rows(summary: pd.DataFrame, metric: str, noise: str, steps: int
                 ) -> tuple[list[str], list[list[str]]]:
-    means = paper_table(summary, metric, noise=noise, level=level, stat="mean")
-    stds = paper_table(summary, metric, noise=noise, level=level, stat="std")
+    means = paper_table(summary, metric, noise=noise, steps=steps, stat="mean")
+    stds = paper_table(summary, metric, noise=noise, steps=steps, stat="std")
     header = ["model", "selection", *[condition_label(c) for c in means.columns]]
     rows = [[m, protocol_of(summary, m), *[fmt(means.loc[m, c], stds.loc[m, c]) for c in means.columns]]
             for m in means.index]
@@ -121,12 +121,12 @@ def render_markdown(summary: pd.DataFrame, fold_metrics: pd.DataFrame, *, title:
         header, rows = _fold_rows(fold_metrics, "ua")
         out += ["### Per-fold pooled UA (`average`)", "", markdown_table(header, rows), ""]
     for noise in noise_types(summary):
-        out += [f"## Noise: {noise} (missing modalities replaced by noise; intensity = T)", "",
+        out += [f"## Noise: {noise} (missing modalities replaced by noise; intensity T = diffusion steps)", "",
                 "Pooled over the six missing conditions, mean ± std over folds.", ""]
         for metric in ("wa", "ua"):
             header, rows = _curve_rows(summary, noise, metric)
             out += [f"### {METRIC_NAMES[metric]} vs noise intensity", "", markdown_table(header, rows), ""]
-        top = int(summary.loc[summary["noise"] == noise, "level"].max())
+        top = int(summary.loc[summary["noise"] == noise, "steps"].max())
         header, rows = _table_rows(summary, "ua", noise, top)
         out += [f"### UA per condition at T={top} (the modalities not kept are the noised ones)", "",
                 markdown_table(header, rows), ""]

@@ -10,6 +10,7 @@ lacks: each a clear error) and written as one JSON document that the evaluation 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ def available_modalities(data_dir: str) -> list[str]:
     return [m for m in MODALITIES if spec.path(root, m).exists()]
 
 
-def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[int], seed: int,
+def build_noise_recipe(data_dir: str, *, types: Sequence[str], steps: Sequence[int], seed: int,
                        eval_overrides: Sequence[str] = (), training_overrides: Sequence[str] = (),
                        recipe: str = "faithful") -> dict[str, Any]:
     """Resolve, check and describe the training and evaluation noise recipes.
@@ -36,7 +37,8 @@ def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[
     Args:
         data_dir: the feature set.
         types: noise types of the evaluation grid (e.g. ``gaussian``, ``impulse``).
-        levels: noise intensities T of the grid (each in ``1..noise.steps``).
+        steps: noise intensities T of the grid, in diffusion steps (each in ``1..noise.steps``); the
+            pipeline parameter that sets them is still called ``noise_levels``.
         seed: seed of the evaluation noise (same seed, same noisy test sets).
         eval_overrides: ``key=value`` overrides of the evaluation noise section (without ``noise.``).
         training_overrides: the run's training overrides (``noise.*`` keys reach the training recipe).
@@ -44,21 +46,21 @@ def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[
             the ones recorded for the noise-trained models (a model without that recipe keeps its faithful one).
 
     Returns:
-        ``{"evaluation": {types, levels, noise_set, noise}, "training": {model: noise}, "modalities": [...]}``.
+        ``{"evaluation": {types, steps, noise_set, noise}, "training": {model: noise}, "modalities": [...]}``.
 
     Raises:
         ConfigError: an invalid recipe, naming the field and value.
     """
     if not types:
         raise ConfigError("noise_types: name at least one noise type for the evaluation grid")
-    if not levels:
+    if not steps:
         raise ConfigError("noise_levels: name at least one noise intensity T for the evaluation grid")
     have = available_modalities(data_dir)
     noise_set = [*eval_overrides, f"seed={int(seed)}"]
     cfg = load_config(None, None, [f"noise.{o}" for o in noise_set]).noise
     for kind in types:
         check_noise_config(dataclasses.replace(cfg, type=kind))
-    for t in levels:
+    for t in steps:
         if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= cfg.steps:
             raise ConfigError(f"noise_levels: T={t!r} must be an integer in 1..{cfg.steps} (noise.steps)")
     check_modalities_present(cfg, have, data_dir)
@@ -68,6 +70,17 @@ def build_noise_recipe(data_dir: str, *, types: Sequence[str], levels: Sequence[
         check_noise_config(tcfg)
         check_modalities_present(tcfg, have, data_dir)
         training[model] = dataclasses.asdict(tcfg)
-    return {"evaluation": {"types": list(types), "levels": [int(t) for t in levels], "noise_set": noise_set,
+    return {"evaluation": {"types": list(types), "steps": [int(t) for t in steps], "noise_set": noise_set,
                            "noise": dataclasses.asdict(cfg)},
             "training": training, "training_recipe": recipe, "modalities": have}
+
+
+def read_evaluation_grid(settings_path: str) -> dict[str, Any]:
+    """The evaluation grid of a noise-step output: ``{types, steps, noise_set, noise}``.
+
+    Outputs written before the grid's T had its own word name the steps ``levels``; they still read.
+    """
+    grid = dict(json.loads(storage.read_text(settings_path))["evaluation"])
+    if "steps" not in grid and "levels" in grid:
+        grid["steps"] = grid.pop("levels")
+    return grid
