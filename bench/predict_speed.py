@@ -6,7 +6,7 @@ throughput does not depend on the weights) predicts every utterance of a larger 
 (``predict_clips`` on inputs already in memory).
 
 From raw media: a model trained on features of the real extractors (log-mel audio, MiniLM tokens;
-built like ``tests/test_predict.py`` does) predicts a manifest of generated clips (numpy voices as
+built like ``tests/test_predict.py`` does) predicts a media list of generated clips (numpy voices as
 16-bit wav + transcripts); the first run pays for loading the extractors, the warm run is the
 steady-state rate (extraction + prediction, as in a long batch job).
 
@@ -74,10 +74,10 @@ def bench_raw(work: Path, n_clips: int, duration: float) -> dict:
         write_wav(work / "clips" / f"clip{i:04d}.wav", voice(code, duration, seed=1000 + i))
         rows.append({"id": f"clip{i:04d}", "audio": f"clips/clip{i:04d}.wav",
                      "transcript": "" if i % 4 == 3 else WORDS[code]})
-    pd.DataFrame(rows).to_csv(work / "manifest.csv", index=False)
-    manifest = str(work / "manifest.csv")
-    first, wall1, cpu1 = timed(predict, str(work / "realrun"), manifest, progress=False)
-    warm, wall2, cpu2 = timed(predict, str(work / "realrun"), manifest, progress=False)
+    pd.DataFrame(rows).to_csv(work / "media.csv", index=False)
+    media_list = str(work / "media.csv")
+    first, wall1, cpu1 = timed(predict, str(work / "realrun"), media_list, progress=False)
+    warm, wall2, cpu2 = timed(predict, str(work / "realrun"), media_list, progress=False)
     t = warm.info["timing"]
     return {"input": f"{n_clips} generated clips of {duration:.1f} s (wav + transcript, 1/4 audio only)",
             "utterances": len(warm.predictions), "skipped": warm.info["skipped"],

@@ -11,7 +11,7 @@ def extract_features(data_uri: str, shard: str, source_fingerprint: str, workers
     """Extract one shard of the raw media into a partial feature set.
 
     Args:
-        data_uri: raw media: an IEMOCAP release copy or a manifest ``.csv`` (local or gs://).
+        data_uri: raw media: an IEMOCAP release copy or a media list ``.csv`` (local or gs://).
         shard: ``"i/n"``: the utterances whose id hashes to shard ``i`` of ``n``.
         source_fingerprint: the gate's fingerprint of the media (cache key; checked before extracting).
         workers: extraction processes (the pod's CPU request).

@@ -9,10 +9,10 @@ from components import MER_IMAGE
 @dsl.component(base_image=MER_IMAGE, install_kfp_package=False)
 def predict_batch(input_uri: str, model_uri: str, model_version: str, fold: str, absent: str, batch_size: int,
                   device: str, output_uri: str, predictions: Output[Dataset]) -> int:
-    """Predict every utterance of a feature set or a raw-media manifest (extracted like the training data).
+    """Predict every utterance of a feature set or a media list of raw media (extracted like the training data).
 
     Args:
-        input_uri: feature-set directory or manifest CSV of raw media (local path or gs:// URI).
+        input_uri: feature-set directory or media list CSV of raw media (local path or gs:// URI).
         model_uri: run directory of ``mer train`` or registry model ``<registry>/<name>``.
         model_version: registry version (``champion``, ``latest`` or a number); "" = champion / plain directory.
         fold: a fold number or ``ensemble``.

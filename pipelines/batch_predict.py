@@ -1,6 +1,6 @@
 """The batch-prediction pipeline: input URI + model (version) -> predict -> predictions + summary.
 
-``input_uri`` is a feature set or a manifest CSV of raw media; raw media are extracted inside the
+``input_uri`` is a feature set or a media list CSV of raw media; raw media are extracted inside the
 prediction step with the extractors, settings and normalisation the model was trained with (a model
 trained on synthetic features refuses them).  Any subset of modalities per utterance is accepted.
 The prediction step runs on a GPU node when ``use_gpu`` is true (accelerator type/count and the GKE
@@ -64,7 +64,7 @@ def build_batch_predict_pipeline(opts: PipelineOptions | None = None) -> GraphCo
         """Predict a batch of utterances and summarise the predictions.
 
         Args:
-            input_uri: feature-set directory or manifest CSV of raw media (gs:// or local).
+            input_uri: feature-set directory or media list CSV of raw media (gs:// or local).
             model_uri: run directory of `mer train`, or registry model <registry>/<name>.
             model_version: registry version: champion (default when empty), latest or a number.
             fold: fold number, or ensemble (average every fold of the run).

@@ -8,7 +8,7 @@ model registry to ``local_outputs/registry`` (so a second run with nothing chang
 the gate; ``--force-retrain`` trains anyway). At the end it prints the comparison table and the
 registered model.
 
-``--data-uri`` takes a feature set or raw media (an IEMOCAP-layout folder or a manifest CSV); raw media
+``--data-uri`` takes a feature set or raw media (an IEMOCAP-layout folder or a media list CSV); raw media
 go through the same sharded extraction step as on a cluster (``--param extract_shards=N``). ``--cache``
 turns on kfp.local's task cache (``ROOT/.kfp_cache``), which keys tasks the way a cluster does: a second
 run with the same inputs re-uses the outputs of cacheable steps.

@@ -12,7 +12,7 @@ parser accepts work too: ``@daily``, ``@hourly``, ... and ``@every <Go duration>
 ``@every 1h30m``; counted from the previous run, not the clock).
 
 Times are **UTC**: the scheduled-workflow controller reads cron times in its ``CRON_SCHEDULE_TIMEZONE``,
-which the KFP manifests set from ``cronScheduleTimezone`` in the ``pipeline-install-config`` ConfigMap
+which the KFP installation sets from ``cronScheduleTimezone`` in the ``pipeline-install-config`` ConfigMap
 (default ``UTC``); a cluster admin who changed it changes what ``0 0 2 * * *`` means.
 
 The schedule runs at most one run at a time, does not backfill missed runs, and writes to

@@ -1,4 +1,4 @@
-"""The deploy step: the InferenceService manifest, create/update against a fake Kubernetes API with the
+"""The deploy step: the InferenceService resource, create/update against a fake Kubernetes API with the
 real ``kubernetes`` client, the component body, and the step compiled into the training package."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _spec(**kw: object) -> ServiceSpec:
     return ServiceSpec(**{**base, **kw})
 
 
-def test_manifest() -> None:
+def test_inference_service_resource() -> None:
     doc = inference_service(_spec(canary_traffic_percent=10, service_account="sa"))
     assert doc["apiVersion"] == "serving.kserve.io/v1beta1" and doc["kind"] == "InferenceService"
     assert doc["metadata"]["annotations"]["mer-lib/model-version"] == "3"

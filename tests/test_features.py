@@ -138,7 +138,7 @@ def test_skip_report_and_fraction(tmp_path) -> None:
     assert len(FeatureStore(tmp_path / "fs")) == 10
 
 
-def test_manifest_source_and_clip_api(raw: tuple, single: tuple, tmp_path) -> None:
+def test_media_list_source_and_clip_api(raw: tuple, single: tuple, tmp_path) -> None:
     root, labels = raw
     names = {"hap": "happy", "exc": "happy", "ang": "angry", "sad": "sad", "neu": "neutral"}
     rows = []
@@ -152,10 +152,10 @@ def test_manifest_source_and_clip_api(raw: tuple, single: tuple, tmp_path) -> No
                      "video": str(root / f"Session{s}/dialog/avi/DivX/{dialog}.avi"), "start": start, "end": end,
                      "side": "left" if uid[-4] == "F" else "right", "transcript": line.split("]: ", 1)[1]})
     rows.append({**rows[0], "id": "extra_missing", "audio": "nowhere.wav"})
-    csv = tmp_path / "data" / "manifest.csv"
+    csv = tmp_path / "data" / "media.csv"
     csv.parent.mkdir()
     pd.DataFrame(rows).to_csv(csv, index=False)
-    r = extract("manifest", str(csv), str(tmp_path / "fs"), modalities="a,l", choice=CHOICE,
+    r = extract("media_list", str(csv), str(tmp_path / "fs"), modalities="a,l", choice=CHOICE,
                 work_dir=tmp_path / "work", max_skip_fraction=0.1)
     assert r["extracted"] == 20
     spec = spec_for(tmp_path / "fs")
@@ -163,7 +163,8 @@ def test_manifest_source_and_clip_api(raw: tuple, single: tuple, tmp_path) -> No
     assert not (tmp_path / "fs" / "V").exists()
     rep = pd.read_csv(tmp_path / "fs" / "skip_report.csv")
     assert rep["id"].tolist() == ["extra_missing"] and "nowhere.wav" in rep["reason"][0]
-    # The manifest cuts the dialog wav where IEMOCAP's set read the utterance wav: same samples, same
+    assert read_metadata(tmp_path / "fs")["source"]["type"] == "media_list"
+    # The media list cuts the dialog wav where IEMOCAP's set read the utterance wav: same samples, same
     # features; and a single clip processed with the set's settings reproduces the IEMOCAP set's.
     ref = FeatureStore(single[0] / "fs")
     got = FeatureStore(tmp_path / "fs", modalities=("a", "l"))

@@ -33,7 +33,7 @@ def test_source_kind_and_preset(tiny_data: Path, tmp_path: Path) -> None:
     assert pdata.source_kind(str(raw)) == "raw"
     with pytest.raises(FileNotFoundError, match="nothing stored"):
         pdata.source_kind(str(tmp_path / "absent"))
-    with pytest.raises(FileNotFoundError, match="manifest CSV not found"):
+    with pytest.raises(FileNotFoundError, match="media list CSV not found"):
         pdata.source_kind(str(tmp_path / "absent.csv"))
 
 
@@ -306,7 +306,15 @@ def test_shard_specs_and_sources() -> None:
     for bad in (0, -1, MAX_SHARDS + 1, True, 2.0, "4"):
         with pytest.raises(ValueError, match="extract_shards must be an integer in 1..256"):
             shard_specs(bad)  # type: ignore[arg-type]
-    assert source_of("gs://b/media.csv") == "manifest" and source_of("gs://b/IEMOCAP_full_release") == "iemocap"
+    assert source_of("gs://b/media.csv") == "media_list" and source_of("gs://b/IEMOCAP_full_release") == "iemocap"
+
+
+def test_media_list_source_keeps_its_old_name_manifest() -> None:
+    from mer_lib.cli import build_parser
+
+    base = ["extract", "--input", "data.csv", "--out", "fs"]
+    assert build_parser().parse_args([*base, "--source", "media_list"]).source == "media_list"
+    assert build_parser().parse_args([*base, "--source", "manifest"]).source == "media_list"  # the old name
 
 
 def test_verify_source_catches_data_changed_under_the_same_uri(tiny_data: Path, tmp_path: Path) -> None:

@@ -261,7 +261,7 @@ def test_single_clip_end_to_end(real: tuple, tmp_path: Path, capsys: pytest.Capt
     assert not np.allclose(predict_clips(loaded, clipset)[PROBS].to_numpy(), got[PROBS].to_numpy(), atol=1e-4)
 
 
-def test_raw_manifest_with_a_bad_clip(real: tuple, tmp_path: Path) -> None:
+def test_media_list_with_a_bad_clip(real: tuple, tmp_path: Path) -> None:
     _, run, clips = real
     rows = []
     for k, uid in enumerate(sorted(clips)[:3]):
@@ -271,8 +271,8 @@ def test_raw_manifest_with_a_bad_clip(real: tuple, tmp_path: Path) -> None:
                      "label": "sad"})
     (tmp_path / "media" / "broken.wav").write_bytes(b"not a wav file")
     rows.append({"id": "broken", "audio": "media/broken.wav", "transcript": "hello there", "label": ""})
-    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
-    res = predict(str(run), str(tmp_path / "manifest.csv"))
+    pd.DataFrame(rows).to_csv(tmp_path / "media.csv", index=False)
+    res = predict(str(run), str(tmp_path / "media.csv"))
     got = res.predictions.set_index("id")
     assert sorted(got.index) == sorted(clips)[:3]
     assert got["modalities"].tolist() == ["al", "a", "al"] and set(got["label"]) == {"sad"}
@@ -282,13 +282,13 @@ def test_raw_manifest_with_a_bad_clip(real: tuple, tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         write_result(res, str(tmp_path / "out.csv"))
     write_result(res, str(tmp_path / "out.csv"), overwrite=True)
-    # Empty manifest, unreadable single clip, and a bad --out.
+    # Empty media list, unreadable single clip, and a bad --out.
     (tmp_path / "empty.csv").write_text("id,audio,video,transcript\n")
     with pytest.raises(PredictionError, match="lists no utterances"):
         predict(str(run), str(tmp_path / "empty.csv"))
     with pytest.raises(PredictionError, match=r"no utterance could be predicted.*broken\.wav"):
         predict(str(run), audio=str(tmp_path / "media" / "broken.wav"))
-    assert main(["predict", "--model", str(run), "--input", str(tmp_path / "manifest.csv"),
+    assert main(["predict", "--model", str(run), "--input", str(tmp_path / "media.csv"),
                  "--out", str(tmp_path / "x.json")]) == 2
 
 

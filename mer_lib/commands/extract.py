@@ -1,17 +1,21 @@
-"""``mer extract``: raw media (IEMOCAP release or a manifest CSV) -> feature set; ``--merge`` combines shards."""
+"""``mer extract``: raw media (IEMOCAP release or a media list CSV) -> feature set; ``--merge`` combines shards."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from mer_lib.media_list import MEDIA_LIST, canonical_source
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``extract`` command."""
     p = sub.add_parser("extract", help="extract features from raw audio, video and text",
                        description="Extract a feature set (or, with --shard, a partial); --merge combines partials.")
-    p.add_argument("--source", choices=["iemocap", "manifest"], help="input kind")
-    p.add_argument("--input", help="IEMOCAP release folder or manifest CSV (path or gs:// URI)")
+    # canonical_source: "manifest", the media list's old name, is still accepted.
+    p.add_argument("--source", type=canonical_source, choices=["iemocap", MEDIA_LIST],
+                   help="input kind: an IEMOCAP release folder or a media list CSV of your own recordings")
+    p.add_argument("--input", help="IEMOCAP release folder or media list CSV (path or gs:// URI)")
     p.add_argument("--out", required=True, help="output feature-set folder (or shard partial) path or gs:// URI")
     p.add_argument("--modalities", default="a,v,l", help="comma-separated subset of a,v,l (default: a,v,l)")
     p.add_argument("--acoustic", default="logmel", choices=["compare", "logmel"],

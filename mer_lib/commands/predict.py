@@ -1,4 +1,4 @@
-"""``mer predict``: run a trained model on a feature set, a manifest of raw media or a single clip."""
+"""``mer predict``: run a trained model on a feature set, a media list of raw media or a single clip."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run directory of `mer train`, a checkpoint, or a registry model <registry>/<name>")
     p.add_argument("--version", help="registry version: champion (default), latest or a number")
     p.add_argument("--fold", default="ensemble", help="fold number, or 'ensemble' to average every fold")
-    p.add_argument("--input", help="feature-set directory, or manifest CSV of raw media (id, audio, video, "
+    p.add_argument("--input", help="feature-set directory, or media list CSV of raw media (id, audio, video, "
                                    "transcript, optional label/start/end/side; empty cell = absent)")
     p.add_argument("--audio", help="single clip: audio file (or a video with an audio stream)")
     p.add_argument("--video", help="single clip: video file")

@@ -14,22 +14,24 @@ from mer_lib import storage
 from mer_lib.features.driver import parse_shard, run_listing, write_partial
 from mer_lib.features.extractors import ExtractorChoice, Extractors, settings_for
 from mer_lib.features.iemocap import SideRule, read_iemocap
-from mer_lib.features.manifest_source import read_manifest_csv
 from mer_lib.features.media import load_audio, load_video_frames
+from mer_lib.features.media_list_source import read_media_list_source
 from mer_lib.features.merge import merge_partials
 from mer_lib.features.records import Listing, label_set
+from mer_lib.media_list import MEDIA_LIST, canonical_source
 
 log = logging.getLogger(__name__)
-SOURCES = ("iemocap", "manifest")
+SOURCES = ("iemocap", MEDIA_LIST)
 
 
 def read_source(source: str, input: str, *, modalities: str = "avl", labels: str = "4class",
                 side: SideRule = SideRule(), text_source: str = "transcript") -> Listing:
-    """List the utterances of an IEMOCAP release folder or a manifest CSV."""
+    """List the utterances of an IEMOCAP release folder or a media list CSV."""
+    source = canonical_source(source)
     if source == "iemocap":
         return read_iemocap(input, label_set(labels), modalities=modalities, side=side, text_source=text_source)
-    if source == "manifest":
-        return read_manifest_csv(input, label_set(labels), modalities=modalities)
+    if source == MEDIA_LIST:
+        return read_media_list_source(input, label_set(labels), modalities=modalities)
     raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
 
 
@@ -46,7 +48,7 @@ def extract(source: str, input: str, out: str, *, modalities: str = "avl", choic
     """Extract a corpus into a feature set at ``out`` (or, with ``shard``, a partial to merge later).
 
     Args:
-        source: ``iemocap`` (release folder) or ``manifest`` (CSV).
+        source: ``iemocap`` (release folder) or ``media_list`` (CSV; ``manifest``, its old name, is accepted).
         input: folder / CSV, local or ``gs://``.
         out: feature-set folder (or the shard's partial folder), local or ``gs://``.
         modalities: any of ``a``, ``v``, ``l``.

@@ -5,7 +5,7 @@ editing anything (empty: the synthetic corpus) and pointing it at real data runs
 
 - ``""`` or ``synthetic:<preset>``: :func:`mer_lib.data.synth.generate` (no licence restrictions);
 - a directory/URI holding ``featureset.json`` or the released ``A/ V/ L/ target/`` layout: imported as is;
-- a ``.csv`` manifest or any other directory/URI: raw media (a manifest, or an IEMOCAP release copy),
+- a ``.csv`` media list or any other directory/URI: raw media (a media list, or an IEMOCAP release copy),
   run through :func:`mer_lib.features.api.extract` with its default (permissively licensed) extractors
   (in the pipeline: the sharded extraction step, :mod:`mer_lib.pipeline.extract`).
 
@@ -33,6 +33,7 @@ from mer_lib.data.featureset import (
     spec_for,
 )
 from mer_lib.data.folds import guard_folds
+from mer_lib.media_list import MEDIA_LIST
 
 SYNTHETIC_PREFIX = "synthetic:"
 
@@ -47,7 +48,7 @@ def source_kind(data_uri: str) -> str:
         return "synthetic"
     if data_uri.endswith(".csv"):
         if not storage.exists(data_uri):
-            raise FileNotFoundError(f"data_uri {data_uri!r}: manifest CSV not found")
+            raise FileNotFoundError(f"data_uri {data_uri!r}: media list CSV not found")
         return "raw"
     files = storage.list_files(data_uri)
     if not files:
@@ -84,8 +85,8 @@ def source_fingerprint(data_uri: str, *, preset: str, seed: int) -> str:
 
     Synthetic: the generator version, preset and seed (generation is deterministic). Feature set: the
     content fingerprint recorded in ``featureset.json`` (computed from the files when absent). Raw
-    media: a digest of the file listing with sizes and content hashes (GCS) or mtimes (local); a manifest
-    CSV: its content hash.
+    media: a digest of the file listing with sizes and content hashes (GCS) or mtimes (local); a media
+    list CSV: its content hash (prefixed ``manifest:``, its old name, so recorded fingerprints still match).
     """
     kind = source_kind(data_uri)
     if kind == "synthetic":
@@ -104,7 +105,8 @@ def source_fingerprint(data_uri: str, *, preset: str, seed: int) -> str:
         root = storage.localize(data_uri)
         return fingerprint(root, spec_for(root))
     if data_uri.endswith(".csv"):
-        # A manifest names its media; re-encoded media under unchanged names need force_retrain.
+        # A media list names its media; re-encoded media under unchanged names need force_retrain. The prefix
+        # keeps the media list's old name: a new one would change every recorded fingerprint and retrain.
         return "manifest:" + hashlib.sha256(storage.read_bytes(data_uri)).hexdigest()
     return "raw:" + _listing_digest(data_uri)
 
@@ -185,7 +187,7 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
     else:
         from mer_lib.features.api import extract
 
-        source = "manifest" if data_uri.endswith(".csv") else "iemocap"
+        source = MEDIA_LIST if data_uri.endswith(".csv") else "iemocap"
         meta = extract(source, data_uri, out, workers=workers)["metadata"]
     if kind != "featureset":
         guard_folds(storage.localize(out), list_folds(storage.localize(out)), where=data_uri or "synthetic corpus")

@@ -6,7 +6,7 @@ hash of their id (:func:`mer_lib.features.driver.in_shard`), so a shard's work d
 listing order, and every shard's task is cached on (source, shard, source fingerprint): a rerun on
 unchanged media re-uses finished shards, new media re-extracts.
 
-Only raw media (an IEMOCAP release copy or a manifest CSV) go through here; a synthetic corpus or an
+Only raw media (an IEMOCAP release copy or a media list CSV) go through here; a synthetic corpus or an
 already-extracted feature set skips the step (the pipeline's ``dsl.If`` on the gate's route).
 """
 
@@ -20,6 +20,7 @@ from mer_lib.data.featureset import list_folds
 from mer_lib.data.folds import guard_folds
 from mer_lib.features.api import extract, merge, read_source
 from mer_lib.features.driver import in_shard, parse_shard
+from mer_lib.media_list import MEDIA_LIST
 from mer_lib.pipeline.data import verify_source
 
 #: Upper bound of ``extract_shards``: more pods than this only adds start-up cost.
@@ -40,8 +41,8 @@ def shard_specs(num_shards: int) -> list[str]:
 
 
 def source_of(data_uri: str) -> str:
-    """The extraction source of raw media: ``manifest`` for a ``.csv``, else an ``iemocap`` release copy."""
-    return "manifest" if data_uri.endswith(".csv") else "iemocap"
+    """The extraction source of raw media: ``media_list`` for a ``.csv``, else an ``iemocap`` release copy."""
+    return MEDIA_LIST if data_uri.endswith(".csv") else "iemocap"
 
 
 def extract_shard(data_uri: str, shard: str, out: str, *, expected_fingerprint: str,
@@ -49,7 +50,7 @@ def extract_shard(data_uri: str, shard: str, out: str, *, expected_fingerprint: 
     """Extract one shard of the raw media at ``data_uri`` into the partial folder ``out``.
 
     Args:
-        data_uri: raw media (IEMOCAP release folder or manifest CSV; local or gs://).
+        data_uri: raw media (IEMOCAP release folder or media list CSV; local or gs://).
         shard: ``"i/n"``.
         out: new or empty folder (the task's output artifact).
         expected_fingerprint: the gate's fingerprint of ``data_uri``; the media must still match it.

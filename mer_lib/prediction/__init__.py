@@ -1,6 +1,6 @@
 """Prediction on new inputs: ``mer predict`` and the batch-prediction pipeline.
 
-:func:`predict` takes a model (run directory or registry model) and a feature set, a manifest CSV of
+:func:`predict` takes a model (run directory or registry model) and a feature set, a media list CSV of
 raw media or a single clip, with any subset of modalities per utterance, and returns a prediction
 table plus a skip list; :mod:`mer_lib.prediction.summary` turns predictions into a report.
 """

@@ -32,6 +32,7 @@ from mer_lib.data.dataset import Batch
 from mer_lib.data.featureset import is_feature_set
 from mer_lib.inference.device import resolve_device
 from mer_lib.inference.predict import predict_frame
+from mer_lib.media_list import MEDIA_LIST
 from mer_lib.models.factory import model_class
 from mer_lib.noise import NoiseInjector
 from mer_lib.prediction.errors import PredictionError
@@ -39,7 +40,7 @@ from mer_lib.prediction.inputs import (
     SKIP_COLUMNS,
     ClipSet,
     read_feature_set,
-    read_raw_manifest,
+    read_media_list_clips,
     single_clip,
 )
 from mer_lib.prediction.loader import ClipLoader
@@ -72,7 +73,7 @@ def absent_policy(model_name: str, absent: str) -> str:
 def load_inputs(loaded: LoadedModel, input_uri: str | None = None, *, audio: str | None = None,
                 video: str | None = None, text: str | None = None, clip_id: str | None = None,
                 split: str | None = None, progress: bool | None = None) -> ClipSet:
-    """Read a feature set, or extract a raw manifest / single clip with the model's extractors.
+    """Read a feature set, or extract a media list / single clip with the model's extractors.
 
     Raises:
         PredictionError: nothing or too much given, an unrecognised input, or input the model cannot take.
@@ -91,11 +92,11 @@ def load_inputs(loaded: LoadedModel, input_uri: str | None = None, *, audio: str
         clips, skips = [single_clip(audio, video, text, clip_id)], []
         source = {"type": "clip", "audio": audio or "", "video": video or "", "text": bool(text)}
     elif input_uri and input_uri.lower().endswith(".csv"):
-        clips, skips = read_raw_manifest(input_uri, loaded.label_names)
-        source = {"type": "manifest", "input": input_uri}
+        clips, skips = read_media_list_clips(input_uri, loaded.label_names)
+        source = {"type": MEDIA_LIST, "input": input_uri}
     elif input_uri:
         raise PredictionError(f"{input_uri}: neither a feature set (featureset.json or A/V/L folders) nor a "
-                              "manifest CSV of raw media")
+                              "media list CSV of raw media")
     else:
         raise PredictionError("nothing to predict: give --input or --audio/--video/--text")
     settings = extraction_settings(loaded.features(), loaded.spec.dims, where)
@@ -162,7 +163,7 @@ def predict(model: str, input_uri: str | None = None, *, version: str | int | No
 
     Args:
         model: run/fold directory, checkpoint, or registry model URI (``<registry>/<name>``).
-        input_uri: a feature set, or a manifest CSV of raw media.
+        input_uri: a feature set, or a media list CSV of raw media.
         version: registry version: ``champion`` (default for a registry), ``latest`` or N.
         fold: a fold number or ``ensemble`` (every fold of the run).
         audio: single clip: audio (or any media with an audio stream).

@@ -4,14 +4,14 @@ Three sources give a :class:`ClipSet`:
 
 - a **feature set** (the contract layout: ``A/<name>.h5`` ...): an utterance is absent from a modality
   when its id is not in that modality's file (or the file does not exist);
-- a **manifest CSV of raw media** (``id``; optional ``audio``, ``video``, ``transcript``, ``label``,
+- a **media list** CSV of raw media (``id``; optional ``audio``, ``video``, ``transcript``, ``label``,
   ``start``/``end``, ``side``): an empty cell means the modality is absent; media go through the
   extractors the model's training features were made with (see :mod:`mer_lib.prediction.raw`);
 - a **single clip** given as ``audio``/``video``/``text``.
 
 Problems with one utterance (NaN features, an unreadable clip ...) put it on the skip list; they never
 stop the others.  Problems with the whole input (feature dimensions that do not match the model, an
-empty manifest) raise :class:`PredictionError`.
+empty media list) raise :class:`PredictionError`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import pandas as pd
 from mer_lib import storage
 from mer_lib.conditions import MODALITIES
 from mer_lib.data.featureset import MODALITY_DIR, FeatureSpec, read_manifest, read_metadata, read_split
-from mer_lib.manifest_csv import read_manifest_table, resolve_media
+from mer_lib.media_list import read_media_list, resolve_media
 from mer_lib.prediction.errors import PredictionError
 
 SKIP_COLUMNS = ["id", "modality", "reason"]
@@ -187,7 +187,7 @@ def _split_ids(root: Path, split: str, num_classes: int) -> tuple[list[str], lis
     return sp.ids, [int(x) for x in sp.labels]
 
 
-# ----------------------------------------------------------------------------------- raw manifests
+# ------------------------------------------------------------------------------------- media lists
 
 @dataclass
 class RawClip:
@@ -203,17 +203,17 @@ class RawClip:
     side: str = "full"
 
 
-def read_raw_manifest(uri: str, label_names: tuple[str, ...]) -> tuple[list[RawClip], list[dict[str, str]]]:
-    """Utterances of a raw-media manifest CSV (relative media paths resolve against its folder).
+def read_media_list_clips(uri: str, label_names: tuple[str, ...]) -> tuple[list[RawClip], list[dict[str, str]]]:
+    """Utterances of a media list CSV (relative media paths resolve against its folder).
 
     Raises:
         PredictionError: unreadable CSV, no ``id`` column, duplicated ids, or no rows at all.
     """
-    df, base = read_manifest_table(uri, ("id",), PredictionError)
+    df, base = read_media_list(uri, ("id",), PredictionError)
     if not any(c in df.columns for c in MEDIA_COLUMNS.values()):
         raise PredictionError(f"{uri}: no media column (need at least one of {', '.join(MEDIA_COLUMNS.values())})")
     if df.empty:
-        raise PredictionError(f"{uri}: the manifest lists no utterances")
+        raise PredictionError(f"{uri}: the media list lists no utterances")
     clips, skips = [], []
     for i, row in enumerate(df.to_dict("records")):
         uid = (row.get("id") or "").strip()

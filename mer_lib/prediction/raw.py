@@ -64,7 +64,7 @@ def extract_clips(clips: list[RawClip], settings: dict[str, Any], dims: dict[str
         clips: the utterances (absent modalities are None).
         settings: extractor settings (from :func:`extraction_settings`).
         dims: the model's dimensions (a final check of each sequence).
-        skips: skip rows found earlier (e.g. while reading the manifest); extended in place.
+        skips: skip rows found earlier (e.g. while reading the media list); extended in place.
         progress: show a progress bar (default: when stderr is a terminal).
         source: provenance recorded with the clip set.
     """

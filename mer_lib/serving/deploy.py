@@ -102,7 +102,7 @@ def cpu_threads(resources: dict[str, dict[str, str]]) -> int:
 
 
 def inference_service(spec: ServiceSpec, *, update: bool = False) -> dict[str, Any]:
-    """The InferenceService manifest (``update``: with the canary traffic share)."""
+    """The InferenceService resource sent to the Kubernetes API (``update``: with the canary traffic share)."""
     args = ["--model", spec.model_uri, *(["--version", spec.model_version] if spec.model_version else []),
             "--name", spec.endpoint_name, "--port", str(PORT), "--threads", str(cpu_threads(spec.resources))]
     container = {
@@ -180,7 +180,8 @@ def apply_inference_service(spec: ServiceSpec, api_client: Any = None) -> dict[s
         api_client: a ``kubernetes.client.ApiClient`` (default: :func:`kube_client`).
 
     Returns:
-        ``{"action": "created"|"updated", "name", "namespace", "generation", "manifest"}``.
+        ``{"action": "created"|"updated", "name", "namespace", "generation", "manifest"}``
+        (``manifest``: the resource sent; the key keeps its name for readers of earlier deployment records).
 
     Raises:
         DeployError: the API refused (RBAC, KServe not installed, invalid spec ...).
@@ -197,17 +198,17 @@ def apply_inference_service(spec: ServiceSpec, api_client: Any = None) -> dict[s
         if exc.status != 404:
             raise _explain(exc, "read", spec) from exc
         exists = False
-    manifest = inference_service(spec, update=exists)
+    resource = inference_service(spec, update=exists)
     try:
         if exists:
             # A merge patch: our metadata and predictor replace theirs, fields we do not set stay.
-            out = api.patch_namespaced_custom_object(*where, spec.name, manifest)
+            out = api.patch_namespaced_custom_object(*where, spec.name, resource)
         else:
-            out = api.create_namespaced_custom_object(*where, manifest)
+            out = api.create_namespaced_custom_object(*where, resource)
     except ApiException as exc:
         raise _explain(exc, "update" if exists else "create", spec) from exc
     action = "updated" if exists else "created"
     log.info("%s InferenceService %s/%s: %s v%s on %s", action, spec.namespace, spec.name, spec.model_uri,
              spec.model_version or "champion", spec.image)
     return {"action": action, "name": spec.name, "namespace": spec.namespace,
-            "generation": (out or {}).get("metadata", {}).get("generation"), "manifest": manifest}
+            "generation": (out or {}).get("metadata", {}).get("generation"), "manifest": resource}

@@ -1,4 +1,4 @@
-"""Read a manifest CSV describing your own recordings.
+"""Read a media list: the CSV describing your own recordings (see :mod:`mer_lib.media_list`).
 
 Columns: ``id`` and ``speaker`` (required); ``label`` (a class name of the label set or its index);
 ``audio``, ``video`` (paths relative to the CSV's folder, absolute paths or ``gs://`` URIs) and
@@ -17,7 +17,7 @@ from mer_lib import storage
 from mer_lib.data.featureset import FeatureSetError
 from mer_lib.features.media import SIDES
 from mer_lib.features.records import LabelSet, Listing, Skip, Utterance
-from mer_lib.manifest_csv import read_manifest_table, resolve_media
+from mer_lib.media_list import MEDIA_LIST, read_media_list, resolve_media
 
 REQUIRED = ("id", "speaker")
 MEDIA = {"a": "audio", "v": "video", "l": "transcript"}
@@ -45,13 +45,13 @@ def _label(value: str | None, labels: LabelSet) -> int | None:
     return idx if 0 <= idx < len(labels.names) and float(value) == idx else -1
 
 
-def read_manifest_csv(uri: str, labels: LabelSet, *, modalities: str = "avl") -> Listing:
-    """List the utterances of a manifest CSV.
+def read_media_list_source(uri: str, labels: LabelSet, *, modalities: str = "avl") -> Listing:
+    """List the utterances of a media list.
 
     Raises:
         FeatureSetError: unreadable CSV, missing required column, or duplicated ids.
     """
-    df, base = read_manifest_table(uri, REQUIRED, FeatureSetError)
+    df, base = read_media_list(uri, REQUIRED, FeatureSetError)
     utts, skips = [], []
     for i, row in df.iterrows():
         uid, speaker = _cell(row, "id"), _cell(row, "speaker")
@@ -76,7 +76,7 @@ def read_manifest_csv(uri: str, labels: LabelSet, *, modalities: str = "avl") ->
         for m in modalities:
             refs[m] = _cell(row, MEDIA[m])
             if refs[m] is None:
-                problems.append(Skip(uid, m, f"no {MEDIA[m]} given in the manifest"))
+                problems.append(Skip(uid, m, f"no {MEDIA[m]} given in the media list"))
             elif m != "l" and not storage.exists(resolve_media(base, refs[m])):
                 problems.append(Skip(uid, m, f"missing media: {resolve_media(base, refs[m])}"))
         if problems:
@@ -95,4 +95,4 @@ def read_manifest_csv(uri: str, labels: LabelSet, *, modalities: str = "avl") ->
             video=resolve_media(base, refs["v"]) if refs.get("v") else None,
             start=start, end=end, audio_start=start, audio_end=end, side=side))
     utts.sort(key=lambda u: u.uid)
-    return Listing(utts, skips, labels, {"type": "manifest", "input": str(uri)})
+    return Listing(utts, skips, labels, {"type": MEDIA_LIST, "input": str(uri)})

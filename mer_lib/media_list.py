@@ -1,4 +1,8 @@
-"""The manifest CSV shared by feature extraction and prediction: one row per utterance.
+"""The media list: a user's CSV of raw recordings, one row per utterance (``id``, media paths, text ...).
+
+Read by feature extraction (``mer extract --source media_list``) and prediction (``mer predict --input``).
+It was called the "manifest CSV"; that word now means only a feature set's ``manifest.csv`` (its table
+of utterances), and ``--source manifest`` is still accepted.
 
 Both readers need the same first steps (read every cell as text, check the required columns, reject
 duplicated ids) and the same media-path rule (relative paths resolve against the CSV's folder);
@@ -13,8 +17,18 @@ import pandas as pd
 
 from mer_lib import storage
 
+#: The extraction source kind of a media list (also recorded as the source type of what is read from one).
+MEDIA_LIST = "media_list"
+#: Old names of a source kind, still accepted: ``manifest`` was the media list's name.
+LEGACY_SOURCES = {"manifest": MEDIA_LIST}
 
-def read_manifest_table(uri: str, required: tuple[str, ...], error: type[Exception]) -> tuple[pd.DataFrame, str]:
+
+def canonical_source(source: str) -> str:
+    """``source`` under its current name (``manifest`` -> ``media_list``); anything else unchanged."""
+    return LEGACY_SOURCES.get(source, source)
+
+
+def read_media_list(uri: str, required: tuple[str, ...], error: type[Exception]) -> tuple[pd.DataFrame, str]:
     """Read ``uri`` as a table of strings (empty cells stay ``""``).
 
     Args:
@@ -31,9 +45,9 @@ def read_manifest_table(uri: str, required: tuple[str, ...], error: type[Excepti
     try:
         df = pd.read_csv(io.BytesIO(storage.read_bytes(uri)), dtype=str, keep_default_na=False)
     except FileNotFoundError as exc:
-        raise error(f"{uri}: no such manifest") from exc
+        raise error(f"{uri}: no such media list") from exc
     except Exception as exc:  # pandas raises several parser error types
-        raise error(f"{uri}: unreadable manifest CSV ({exc})") from exc
+        raise error(f"{uri}: unreadable media list CSV ({exc})") from exc
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise error(f"{uri}: missing column(s) {', '.join(missing)} (have {', '.join(df.columns) or 'none'})")
@@ -46,7 +60,7 @@ def read_manifest_table(uri: str, required: tuple[str, ...], error: type[Excepti
 
 
 def resolve_media(base: str, ref: str | None) -> str | None:
-    """A manifest's media reference as a usable path: absolute and ``gs://`` refs as they are."""
+    """A media list's media reference as a usable path: absolute and ``gs://`` refs as they are."""
     if ref is None or storage.is_gcs(ref) or ref.startswith("/"):
         return ref
     return storage.join(base, ref)
