@@ -22,19 +22,6 @@ import yaml
 
 from mer_lib.noise.table import NOISE_TYPES
 
-#: Every trainable model: name -> "module:Class" under ``mer_lib.models`` (the one list; the factory
-#: imports the class on demand). Kept here, in a leaf without torch, so the CLI offers the names fast.
-MODEL_CLASSES: dict[str, str] = {
-    "utt_fusion": "utt_fusion:UttFusion",
-    "utt_fusion_dropout": "utt_fusion:UttFusionDropout",
-    "utt_shared": "utt_shared:UttShared",
-    "mmin": "mmin:MMIN",
-    "ifmmin": "ifmmin:IFMMIN",
-    "nmer_pretrain": "nmer:NMERPretrain",
-    "nmer": "nmer:NMER",
-}
-MODEL_NAMES: tuple[str, ...] = tuple(MODEL_CLASSES)
-
 
 class ConfigError(ValueError):
     """A configuration file or override is invalid (the message names key and source)."""
@@ -66,8 +53,13 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
-    """Architecture and loss weights of every model; each model reads the fields it needs."""
+class ModelParams:
+    """Parameters every model has: the modality encoders (A, V: LSTM; L: TextCNN) and the classifier.
+
+    Each model owns one section (a subclass below, registered in :data:`MODEL_SPECS`) holding exactly
+    the parameters it reads, so a parameter added for one model changes no other model's config or
+    config hash.
+    """
 
     embd_size: int = _f(128, min=1)
     lstm_pool: str = _f("maxpool", choices=("maxpool", "masked_maxpool"),
@@ -77,27 +69,96 @@ class ModelConfig:
     cls_layers: list = _f([128, 128])
     cls_dropout: float = _f(0.3, min=0.0, max=1.0)
     cls_bn: bool = _f(False)
+    availability_mask: bool = _f(False, help="feed an explicit (a,v,l) availability mask (improved)")
+    fast_missing: bool = _f(True, help="encode a missing (all-zero) modality once per batch and scatter it "
+                            "to the samples lacking it (exact; false = encode every zero sequence)")
+
+
+@dataclass
+class SharedEncoderParams(ModelParams):
+    """The shared (invariant) encoder of IF-MMIN and NMER."""
+
     shared_encoder: str = _f("default", choices=("default", "v0200"),
                              help="default: 2x(Linear, LeakyReLU); v0200: 4 Linear with Sigmoid+Dropout")
     shared_dropout: float = _f(0.3, min=0.0, max=1.0)
+
+
+@dataclass
+class CMDParams(SharedEncoderParams):
+    """Stage 1 of IF-MMIN and NMER: invariant features learned with the central moment discrepancy."""
+
     cmd_k: int = _f(5, min=1)
     cmd_variant: str = _f("unscaled", choices=("unscaled", "scaled"),
                           help="unscaled = reference; scaled = original CMD with 1/|b-a|^k")
     cmd_eps: float = _f(1e-12, min=0.0, help="epsilon inside the CMD norms (0 = reference, NaN-prone)")
     cmd_weight: float = _f(1.0, min=0.0)
     cmd_bounds: list = _f([], help="scaled CMD: feature bounds [a, b]; empty = the batch's joint range")
+
+
+@dataclass
+class UttSharedParams(CMDParams):
+    """``utt_shared``: IF-MMIN stage 1."""
+
+    cmd_warmup_epochs: int = _f(0, min=0, help="stage 1: ramp the CMD weight linearly from 0 over this many epochs "
+                                "(0 = published: full weight from the first step)")
+    cmd_into_encoders: bool = _f(True, help="IF-MMIN stage 1: the CMD gradient reaches the modality encoders "
+                                 "(published); false = it trains the shared encoder only")
+
+
+@dataclass
+class NMERPretrainParams(CMDParams):
+    """``nmer_pretrain``: NMER stage 1 (invariant and specific encoders)."""
+
+    diffusion_regulariser: bool = _f(False, help="NMER stage-1 diffusion branch (needs diffusers)")
+
+
+@dataclass
+class Stage2Params(ModelParams):
+    """Every stage-2 model: a frozen teacher and the missing conditions it trains on."""
+
+    teacher_cache: bool = _f(True, help="compute frozen-teacher targets once per utterance where exact")
+    stage2_train_full: bool = _f(False, help="stage 2 also trains on full modality (each sample under one of the "
+                                 "six missing conditions or full); published: the six missing ones only")
+
+
+@dataclass
+class ImaginationParams(Stage2Params):
+    """MMIN and IF-MMIN: the imagination module (cascaded residual autoencoders)."""
+
     ae_layers: list = _f([256, 128, 64])
     ae_blocks: int = _f(5, min=1)
+    ae_init: str = _f("reference", choices=("reference", "variance_preserving"),
+                      help="IF-MMIN/MMIN imagination cascade init: reference = kaiming gain sqrt(2) on every Linear "
+                      "(the output variance grows ~4x per block, ~10^3 over five); variance_preserving = gain 1 "
+                      "on the Linears that no activation follows")
+    mse_weight: float = _f(1.0, min=0.0, help="weight of the imagination / reconstruction MSE")
+    stage2_classifier_input: str = _f("latents", choices=("latents", "latents_fused"),
+                                      help="IF-MMIN/MMIN classifier input: latents (published) or [latents, fused "
+                                      "embeddings], so the available modalities reach the classifier directly")
+
+
+@dataclass
+class MMINParams(ImaginationParams):
+    """``mmin``."""
+
+    cycle_weight: float = _f(2.0, min=0.0, help="MMIN cycle-consistency weight")
+
+
+@dataclass
+class IFMMINParams(ImaginationParams, SharedEncoderParams):
+    """``ifmmin``: IF-MMIN stage 2 (the imagination module reads the invariant features)."""
+
     ifim_variant: str = _f("head", choices=("head", "paper"),
                            help="IF-IM cascade: head = 2024-09 code; paper = paper-era code")
-    mse_weight: float = _f(1.0, min=0.0, help="weight of the imagination / reconstruction MSE")
-    cycle_weight: float = _f(2.0, min=0.0, help="MMIN cycle-consistency weight")
     invariant_weight: float = _f(100.0, min=0.0, help="IF-MMIN w_inv (100 intended; NMER uses 1)")
-    availability_mask: bool = _f(False, help="feed an explicit (a,v,l) availability mask (improved)")
-    teacher_cache: bool = _f(True, help="compute frozen-teacher targets once per utterance where exact")
-    fast_missing: bool = _f(True, help="encode a missing (all-zero) modality once per batch and scatter it "
-                            "to the samples lacking it (exact; false = encode every zero sequence)")
-    # NMER
+
+
+@dataclass
+class NMERParams(Stage2Params, SharedEncoderParams):
+    """``nmer``: NMER stage 2 (the VAE over the invariant features)."""
+
+    mse_weight: float = _f(1.0, min=0.0, help="weight of the imagination / reconstruction MSE")
+    invariant_weight: float = _f(100.0, min=0.0, help="IF-MMIN w_inv (100 intended; NMER uses 1)")
     vae_layers: int = _f(5, min=1)
     vae_heads: int = _f(8, min=1)
     vae_ff: int = _f(128, min=1)
@@ -120,21 +181,42 @@ class ModelConfig:
                                     help="what the NMER classifier reads: reconstruction = x_rec (published); "
                                     "residual = x_rec + fused (the published code before 60da665); "
                                     "concat = [x_rec, c]")
-    diffusion_regulariser: bool = _f(False, help="NMER stage-1 diffusion branch (needs diffusers)")
-    # Improved recipes (issue 12, configs/*_improved.yaml); the defaults are the published behaviour.
-    ae_init: str = _f("reference", choices=("reference", "variance_preserving"),
-                      help="IF-MMIN/MMIN imagination cascade init: reference = kaiming gain sqrt(2) on every Linear "
-                      "(the output variance grows ~4x per block, ~10^3 over five); variance_preserving = gain 1 "
-                      "on the Linears that no activation follows")
-    stage2_classifier_input: str = _f("latents", choices=("latents", "latents_fused"),
-                                      help="IF-MMIN/MMIN classifier input: latents (published) or [latents, fused "
-                                      "embeddings], so the available modalities reach the classifier directly")
-    stage2_train_full: bool = _f(False, help="stage 2 also trains on full modality (each sample under one of the "
-                                 "six missing conditions or full); published: the six missing ones only")
-    cmd_warmup_epochs: int = _f(0, min=0, help="stage 1: ramp the CMD weight linearly from 0 over this many epochs "
-                                "(0 = published: full weight from the first step)")
-    cmd_into_encoders: bool = _f(True, help="IF-MMIN stage 1: the CMD gradient reaches the modality encoders "
-                                 "(published); false = it trains the shared encoder only")
+
+
+@dataclass
+class AnyModelParams(UttSharedParams, NMERPretrainParams, MMINParams, IFMMINParams, NMERParams):
+    """Every model parameter of every model: validates a config layer before the model is known."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model's registration: where its class lives and which parameter section it reads."""
+
+    #: "module:Class" under ``mer_lib.models`` (the factory imports it on demand)
+    ref: str
+    params: type[ModelParams]
+
+
+#: Every trainable model, registered once (the CLI choices, the factory and the parameter sections
+#: derive from it). Kept here, in a leaf without torch, so the CLI offers the names fast.
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "utt_fusion": ModelSpec("utt_fusion:UttFusion", ModelParams),
+    "utt_fusion_dropout": ModelSpec("utt_fusion:UttFusionDropout", ModelParams),
+    "utt_shared": ModelSpec("utt_shared:UttShared", UttSharedParams),
+    "mmin": ModelSpec("mmin:MMIN", MMINParams),
+    "ifmmin": ModelSpec("ifmmin:IFMMIN", IFMMINParams),
+    "nmer_pretrain": ModelSpec("nmer:NMERPretrain", NMERPretrainParams),
+    "nmer": ModelSpec("nmer:NMER", NMERParams),
+}
+#: name -> "module:Class" (see :data:`MODEL_SPECS`).
+MODEL_CLASSES: dict[str, str] = {name: spec.ref for name, spec in MODEL_SPECS.items()}
+MODEL_NAMES: tuple[str, ...] = tuple(MODEL_SPECS)
+
+
+def params_class(model: str) -> type[ModelParams]:
+    """The parameter section of ``model`` (:class:`ModelParams` for a name no model has)."""
+    spec = MODEL_SPECS.get(model)
+    return spec.params if spec else ModelParams
 
 
 @dataclass
@@ -207,10 +289,19 @@ class ExperimentConfig:
     model: str = _f("utt_fusion", choices=MODEL_NAMES)
     recipe: str = _f("faithful", help="free-form recipe label recorded with the model")
     data: DataConfig = field(default_factory=DataConfig)
-    model_params: ModelConfig = field(default_factory=ModelConfig)
+    model_params: ModelParams = field(default_factory=ModelParams)
     train: TrainConfig = field(default_factory=TrainConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        # The parameter section follows the model: ExperimentConfig(model="nmer") gets NMER's section,
+        # keeping the values of the parameters the two sections share.
+        section = params_class(self.model)
+        if type(self.model_params) is not section:
+            own = {f.name for f in dataclasses.fields(section)}
+            self.model_params = section(**{f.name: getattr(self.model_params, f.name)
+                                           for f in dataclasses.fields(self.model_params) if f.name in own})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form (YAML/JSON serialisable)."""
@@ -261,11 +352,14 @@ def _check_value(cls: type, name: str, value: Any, where: str) -> Any:
 
 
 def _build(cls: type, raw: dict[str, Any], source: str, prefix: str = "",
-           dropped: list[str] | None = None) -> Any:
+           dropped: list[str] | None = None, ignored: list[str] | None = None, *, layer: bool = False) -> Any:
     """Recursively build dataclass ``cls`` from ``raw``.
 
     Unknown keys raise :class:`ConfigError`, or, when a ``dropped`` list is given, are left out and
-    their dotted names appended to it.
+    their dotted names appended to it.  ``model_params`` is built as the section of the model named
+    in ``raw`` (:func:`params_class`); parameters of other models are validated, left out and
+    appended to ``ignored``.  A ``layer`` (one config source, which may not name the model) is
+    validated against every model's parameters.
     """
     names = {f.name for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
@@ -278,10 +372,29 @@ def _build(cls: type, raw: dict[str, Any], source: str, prefix: str = "",
                 continue
             raise ConfigError(f"{source}: unknown config key {dotted!r} (known: {', '.join(sorted(names))})")
         value = _check_value(cls, key, value, f"{source}: {dotted}")
-        if dataclasses.is_dataclass(hints[key]):
-            value = _build(hints[key], value, source, f"{dotted}.", dropped)
+        if cls is ExperimentConfig and key == "model_params":
+            section = AnyModelParams if layer else params_class(str(raw.get("model", ExperimentConfig.model)))
+            value = _build_params(section, value, source, f"{dotted}.", dropped, ignored)
+        elif dataclasses.is_dataclass(hints[key]):
+            value = _build(hints[key], value, source, f"{dotted}.", dropped, ignored)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _build_params(section: type[ModelParams], raw: dict[str, Any], source: str, prefix: str,
+                  dropped: list[str] | None, ignored: list[str] | None) -> ModelParams:
+    """Build one model's parameter ``section``; other models' parameters are checked, then left out."""
+    own = {f.name for f in dataclasses.fields(section)}
+    catalogue = {f.name for f in dataclasses.fields(AnyModelParams)}
+    kept: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in catalogue and key not in own:
+            _check_value(AnyModelParams, key, value, f"{source}: {prefix}{key}")
+            if ignored is not None:
+                ignored.append(f"{prefix}{key}")
+            continue
+        kept[key] = value
+    return _build(section, kept, source, prefix, dropped, ignored)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -406,9 +519,14 @@ def load_config(model: str | None = None, config_file: str | Path | None = None,
         cur[keys[-1]] = value
         sources.append((f"--set {item}", nested))
     for source, layer in sources:
-        _build(ExperimentConfig, layer, source)  # validate each layer on its own for a precise error
+        _build(ExperimentConfig, layer, source, layer=True)  # validate each layer on its own: a precise error
         raw = _deep_merge(raw, layer)
-    return _build(ExperimentConfig, raw, "config")
+    ignored: list[str] = []
+    cfg = _build(ExperimentConfig, raw, "config", ignored=ignored)
+    if ignored:
+        # Shared override lists (the pipeline's, bench scripts') name parameters of several models.
+        logging.getLogger(__name__).warning("model %r has no parameter(s) %s: ignored", cfg.model, ", ".join(ignored))
+    return cfg
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config", strict: bool = True) -> ExperimentConfig:
@@ -418,7 +536,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "config", strict: bool =
         raw: the config as nested dicts.
         source: where it came from (named in errors).
         strict: reject unknown keys; ``False`` drops them with a warning (a checkpoint written by an
-            older version may carry a key that was since removed).
+            older version may carry a key that was since removed).  Parameters of other models (the
+            one flat ``model_params`` section that versions before the per-model sections stored)
+            never reached this model and are left out without a word.
     """
     if strict:
         return _build(ExperimentConfig, raw, source)

@@ -19,10 +19,34 @@ def test_defaults_are_the_reference_values() -> None:
 
 
 def test_overrides_parse_yaml_values_and_nest() -> None:
-    cfg = load_config("utt_fusion", overrides=["train.batch_size=7", "model_params.cmd_variant=scaled",
+    cfg = load_config("utt_shared", overrides=["train.batch_size=7", "model_params.cmd_variant=scaled",
                                                "eval.conditions=[a,v]", "train.amp=true"])
     assert cfg.train.batch_size == 7 and cfg.model_params.cmd_variant == "scaled"
     assert cfg.eval.conditions == ["a", "v"] and cfg.train.amp is True
+
+
+def test_each_model_has_its_own_parameter_section(caplog: pytest.LogCaptureFixture) -> None:
+    """A model's config holds only the parameters it reads, so adding one for another model changes
+    neither its config nor its hash; another model's parameter is checked, then ignored with a warning."""
+    fusion, nmer = load_config("utt_fusion"), load_config("nmer")
+    assert not hasattr(fusion.model_params, "vae_layers") and nmer.model_params.vae_layers == 5
+    assert "cmd_k" not in fusion.to_dict()["model_params"] and "cmd_k" not in nmer.to_dict()["model_params"]
+    assert "cmd_k" in load_config("utt_shared").to_dict()["model_params"]
+    with caplog.at_level("WARNING"):
+        shared = load_config("utt_fusion", overrides=["model_params.vae_layers=1", "model_params.embd_size=16"])
+    assert shared.model_params.embd_size == 16 and shared.hash() == load_config(
+        "utt_fusion", overrides=["model_params.embd_size=16"]).hash()
+    assert "model 'utt_fusion' has no parameter(s) model_params.vae_layers: ignored" in caplog.text
+    with pytest.raises(ConfigError, match="--set model_params.vae_layers=0: model_params.vae_layers: 0 is below"):
+        load_config("utt_fusion", overrides=["model_params.vae_layers=0"])  # still validated
+    with pytest.raises(ConfigError, match="unknown config key 'model_params.vae_layer'"):
+        load_config("nmer", overrides=["model_params.vae_layer=1"])
+    # ExperimentConfig(model=...) gets that model's section; a config stored by a version with one flat
+    # section for every model loads, the other models' parameters left out.
+    assert ExperimentConfig(model="nmer").model_params.kl_weight == 1.0
+    flat = fusion.to_dict()
+    flat["model_params"].update(vae_layers=2, cmd_k=3)
+    assert config_from_dict(flat).hash() == fusion.hash()
 
 
 def test_config_file_layers_over_recipe(tmp_path: Path) -> None:
