@@ -51,11 +51,12 @@ def test_source_fingerprints_track_what_they_should(tiny_data: Path, tmp_path: P
     assert before.startswith("raw:") and before == pdata.source_fingerprint(str(raw), preset="x", seed=0)
     (raw / "b.wav").write_bytes(b"5")
     assert pdata.source_fingerprint(str(raw), preset="x", seed=0) != before
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("id,audio\nu1,a.wav\n")
-    fp = pdata.source_fingerprint(str(manifest), preset="x", seed=0)
-    manifest.write_text("id,audio\nu1,b.wav\n")
-    assert fp.startswith("manifest:") and pdata.source_fingerprint(str(manifest), preset="x", seed=0) != fp
+    media_list = tmp_path / "m.csv"
+    media_list.write_text("id,audio\nu1,a.wav\n")
+    fp = pdata.source_fingerprint(str(media_list), preset="x", seed=0)
+    media_list.write_text("id,audio\nu1,b.wav\n")
+    # "manifest:", the media list's old name: recorded fingerprints must keep matching
+    assert fp.startswith("manifest:") and pdata.source_fingerprint(str(media_list), preset="x", seed=0) != fp
 
 
 def test_prepare_data_imports_a_feature_set_unchanged(tiny_data: Path, tmp_path: Path) -> None:
