@@ -49,10 +49,10 @@ def join(uri: str, *parts: str) -> str:
 
 @lru_cache(maxsize=1)
 def _client_for(emulator: str | None):  # google client type is lazy-imported
-    from google.cloud import storage
+    from google.cloud import storage  # heavy (~0.5 s): only gs:// URIs need the google client
 
     if emulator:
-        from google.auth.credentials import AnonymousCredentials
+        from google.auth.credentials import AnonymousCredentials  # heavy: see above
 
         return storage.Client(project="mer-local", credentials=AnonymousCredentials())
     return storage.Client()
@@ -78,7 +78,7 @@ def exists(uri: str) -> bool:
 def read_bytes(uri: str) -> bytes:
     """Read a whole file."""
     if is_gcs(uri):
-        from google.api_core import exceptions
+        from google.api_core import exceptions  # heavy: only gs:// URIs need the google client
 
         try:
             return _blob(uri).download_as_bytes()
@@ -99,7 +99,7 @@ def write_bytes(uri: str, data: bytes, *, overwrite: bool = False) -> None:
         FileExistsError: the target exists and ``overwrite`` is false.
     """
     if is_gcs(uri):
-        from google.api_core import exceptions
+        from google.api_core import exceptions  # heavy: only gs:// URIs need the google client
 
         blob = _blob(uri)
         try:
@@ -162,7 +162,7 @@ def upload_dir(local_dir: str | Path, uri: str, *, overwrite: bool = False) -> N
         shutil.copytree(local_dir, dest, dirs_exist_ok=True)
         return
     for rel in list_files(str(local_dir)):
-        from google.api_core import exceptions
+        from google.api_core import exceptions  # heavy: only gs:// URIs need the google client
 
         blob = _blob(join(uri, rel))
         try:

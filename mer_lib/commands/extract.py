@@ -49,9 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the extraction or the merge and print a one-line JSON summary."""
-    from mer_lib.features.api import extract, merge
-    from mer_lib.features.extractors import ExtractorChoice
-    from mer_lib.features.iemocap import SideRule
+    from mer_lib.features.api import extract, merge  # lazy: `mer` imports every command module to build its parser
+    from mer_lib.features.extractors import (
+        ExtractorChoice,  # lazy: `mer` imports every command module to build its parser
+    )
+    from mer_lib.features.iemocap import SideRule  # lazy: `mer` imports every command module to build its parser
 
     if args.merge:
         meta = merge(args.merge, args.out, max_skip_fraction=args.max_skip_fraction, overwrite=args.overwrite,

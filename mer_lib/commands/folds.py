@@ -15,9 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the fold problems; exit 1 if there are any."""
-    from mer_lib import storage
-    from mer_lib.data.featureset import list_folds
-    from mer_lib.data.folds import check_folds
+    from mer_lib import storage  # lazy: `mer` imports every command module to build its parser
+    from mer_lib.data.featureset import list_folds  # lazy: `mer` imports every command module to build its parser
+    from mer_lib.data.folds import check_folds  # lazy: `mer` imports every command module to build its parser
 
     root = storage.localize(args.data)
     problems = check_folds(root)

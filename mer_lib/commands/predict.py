@@ -37,10 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Predict, write the table and the skip list, print a summary."""
-    from mer_lib import storage
-    from mer_lib.prediction import predict, write_result
-    from mer_lib.prediction.api import output_paths
-    from mer_lib.prediction.summary import render_markdown, summarize
+    from mer_lib import storage  # lazy: `mer` imports every command module to build its parser
+    from mer_lib.prediction import predict, write_result  # lazy: `mer` imports every command module to build its parser
+    from mer_lib.prediction.api import output_paths  # lazy: `mer` imports every command module to build its parser
+    from mer_lib.prediction.summary import (  # lazy: `mer` imports every command module to build its parser
+        render_markdown,
+        summarize,
+    )
 
     output_paths(args.out)  # reject a bad --out before loading anything
     text = args.text

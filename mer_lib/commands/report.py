@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the comparison and print the ranking."""
-    from mer_lib.evaluation.api import compare_runs
+    from mer_lib.evaluation.api import compare_runs  # lazy: `mer` imports every command module to build its parser
 
     doc = compare_runs(args.runs, args.out, args.names, primary_metric=args.primary_metric,
                        overwrite=args.overwrite)

@@ -7,7 +7,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``serve`` command."""
-    from mer_lib.serving.instances import Limits
+    from mer_lib.serving.instances import Limits  # lazy: `mer` imports every command module to build its parser
 
     d = Limits()
     p = sub.add_parser("serve", help="serve a model online (KServe v1 and v2 protocols)",
@@ -39,12 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the model and serve until interrupted."""
-    from mer_lib.serving.instances import Limits
+    from mer_lib.serving.instances import Limits  # lazy: `mer` imports every command module to build its parser
 
     limits = Limits(max_request_bytes=args.max_request_bytes, max_instances=args.max_instances,
                     max_frames=args.max_frames, max_audio_seconds=args.max_audio_seconds)
     try:
-        from mer_lib.serving.server import serve
+        from mer_lib.serving.server import serve  # lazy: `mer` imports every command module to build its parser
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("kserve", "orjson"):
             raise OSError(f"mer serve needs the `serving` extra: pip install 'mer-lib[serving]' ({exc})") from exc

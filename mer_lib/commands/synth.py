@@ -8,7 +8,7 @@ import time
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``synth`` command."""
-    from mer_lib.data.synth import PRESETS
+    from mer_lib.data.synth import PRESETS  # lazy: `mer` imports every command module to build its parser
 
     p = sub.add_parser("synth", help="generate a synthetic IEMOCAP-shaped feature set")
     p.add_argument("--preset", choices=sorted(PRESETS), default="iemocap",
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the corpus and print what was written."""
-    from mer_lib.data.synth import generate
+    from mer_lib.data.synth import generate  # lazy: `mer` imports every command module to build its parser
 
     start = time.perf_counter()
     meta = generate(args.preset, args.seed, args.out, overwrite=args.overwrite)

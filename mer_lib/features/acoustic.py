@@ -6,6 +6,7 @@ Both produce 10 ms frames that are downsampled ``downsample``-fold with
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ def downsample_frames(x: np.ndarray, factor: int) -> np.ndarray:
     """Polyphase-downsample a ``[T, D]`` frame sequence along time (anti-aliased, as MMIN)."""
     if factor <= 1:
         return x
-    from scipy.signal import resample_poly
+    from scipy.signal import resample_poly  # optional extra "features" (scipy)
 
     return resample_poly(x, up=1, down=factor, axis=0).astype(np.float32)
 
@@ -39,7 +40,6 @@ class CompareExtractor:
     columns: list[str] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
-        import importlib.util
 
         if importlib.util.find_spec("opensmile") is None:  # fail at set-up, not on the first utterance
             raise ImportError("the 'compare' acoustic extractor needs openSMILE: pip install 'mer-lib[opensmile]' "
@@ -47,7 +47,7 @@ class CompareExtractor:
         self._lld = self._delta = None
 
     def _load(self) -> None:
-        import opensmile
+        import opensmile  # optional extra "opensmile"
 
         fs = opensmile.FeatureSet.ComParE_2016
         self._lld = opensmile.Smile(feature_set=fs, feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
@@ -150,7 +150,7 @@ class LogMelExtractor:
 
     def frames_10ms(self, signal: np.ndarray) -> np.ndarray:
         """``[T, dim]`` frames at ``hop_ms`` before downsampling."""
-        from scipy.fft import dct
+        from scipy.fft import dct  # optional extra "features" (scipy)
 
         win, hop = int(self.sample_rate * self.win_ms / 1000), int(self.sample_rate * self.hop_ms / 1000)
         n_fft = 1 << (win - 1).bit_length()

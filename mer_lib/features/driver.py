@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import sys
 import tempfile
@@ -143,7 +144,7 @@ def load_cache(path: Path, shash: str, isig: str, dims: dict[str, int]) -> dict 
 def _init_worker(settings: dict, threads: int) -> None:
     global _WORKER
     if threads and "l" in settings:  # only the lexical model runs torch; don't import it otherwise
-        import torch
+        import torch  # heavy: only a worker that runs the lexical model needs it
 
         torch.set_num_threads(threads)
     _WORKER = Extractors(settings)
@@ -182,7 +183,6 @@ def run_listing(listing: Listing, settings: dict, work: Path, *, workers: int = 
             _work(u.to_dict(), str(_cache_path(work, u.uid)), meta)
             bar.update()
     elif todo:
-        import multiprocessing as mp
 
         # spawn: forking a process that already loaded torch/dlib can deadlock on their thread pools.
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,

@@ -68,7 +68,7 @@ class TokenEmbedder:
         if self.model == MINILM:
             # Local folder: no hub call is made; the flag also stops transformers from trying.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # optional extra "features" (transformers)
 
         self._src = str(minilm_path()) if self.model == MINILM else self.model
         self.dim: int = int(AutoConfig.from_pretrained(self._src).hidden_size)
@@ -76,9 +76,9 @@ class TokenEmbedder:
 
     def _load(self) -> None:
         # Weights load on first use: describing the extractor (settings, dims) needs only the config.
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
+        import torch  # heavy: loads only when the lexical model runs
+        from transformers import AutoModel, AutoTokenizer  # optional extra "features"
+        from transformers.utils import logging as hf_logging  # optional extra "features"
 
         hf_logging.disable_progress_bar()  # one weight-loading bar per worker would flood pod logs
         if self.threads:
@@ -88,7 +88,7 @@ class TokenEmbedder:
 
     def __call__(self, text: str) -> np.ndarray:
         """``[n_tokens, dim]`` float32 embeddings of one transcript."""
-        import torch
+        import torch  # heavy: loads only when the lexical model runs
 
         if self._net is None:
             self._load()

@@ -32,7 +32,7 @@ def load_audio(path: str | Path, sample_rate: int = 16000, start: float | None =
     Raises:
         MediaError: unreadable file, no audio stream, or zero samples.
     """
-    import av
+    import av  # optional extra "features" (PyAV)
 
     try:
         with av.open(str(path)) as container:
@@ -89,7 +89,7 @@ def load_video_frames(path: str | Path, fps: float = 10.0, start: float | None =
     Raises:
         MediaError: unreadable file, no video stream, or no frame inside the window.
     """
-    import av
+    import av  # optional extra "features" (PyAV)
 
     if fps <= 0:
         raise ValueError(f"video frame rate must be positive, got {fps}")

@@ -33,6 +33,8 @@ from mer_lib.data.featureset import (
     spec_for,
 )
 from mer_lib.data.folds import guard_folds
+from mer_lib.data.synth import GENERATOR_VERSION, generate
+from mer_lib.features.api import extract
 from mer_lib.media_list import MEDIA_LIST
 
 SYNTHETIC_PREFIX = "synthetic:"
@@ -90,7 +92,6 @@ def source_fingerprint(data_uri: str, *, preset: str, seed: int) -> str:
     """
     kind = source_kind(data_uri)
     if kind == "synthetic":
-        from mer_lib.data.synth import GENERATOR_VERSION
 
         blob = {"kind": kind, "generator_version": GENERATOR_VERSION,
                 "preset": synthetic_preset(data_uri, preset), "seed": int(seed)}
@@ -169,7 +170,6 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
     kind = source_kind(data_uri)
     show = bool(progress) if progress is not None else False
     if kind == "synthetic":
-        from mer_lib.data.synth import generate
 
         meta = generate(synthetic_preset(data_uri, preset), seed, out, progress=show)
     elif kind == "featureset":
@@ -185,7 +185,6 @@ def prepare_data(data_uri: str, out: str, *, preset: str = "demo", seed: int = 0
         # The copy is what trains: it must be the data the gate fingerprinted, not a newer upload.
         verify_source(out, expected_fingerprint)
     else:
-        from mer_lib.features.api import extract
 
         source = MEDIA_LIST if data_uri.endswith(".csv") else "iemocap"
         meta = extract(source, data_uri, out, workers=workers)["metadata"]

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mer_lib import storage
+from mer_lib.registry import open_registry
+from mer_lib.serving.deploy import DEFAULT_RESOURCES, ServiceSpec, apply_inference_service, default_namespace
 
 
 def deploy_champion(registration: Mapping[str, Any], *, registry_uri: str, image: str, name: str,
@@ -38,8 +40,6 @@ def deploy_champion(registration: Mapping[str, Any], *, registry_uri: str, image
         ValueError: no persistent registry, or a bad serving setting.
         DeployError: the Kubernetes API refused.
     """
-    from mer_lib.registry import open_registry
-    from mer_lib.serving.deploy import DEFAULT_RESOURCES, ServiceSpec, apply_inference_service, default_namespace
 
     model_name, version = str(registration["model_name"]), int(registration["version"])
     if not registry_uri:

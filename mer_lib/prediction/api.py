@@ -14,6 +14,7 @@ protocol instead.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import time
@@ -45,6 +46,7 @@ from mer_lib.prediction.inputs import (
 )
 from mer_lib.prediction.loader import ClipLoader
 from mer_lib.prediction.model import ENSEMBLE, FoldModel, LoadedModel, load_model
+from mer_lib.prediction.raw import extract_clips, extraction_settings
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,6 @@ def load_inputs(loaded: LoadedModel, input_uri: str | None = None, *, audio: str
         return read_feature_set(input_uri, loaded.spec, loaded.label_names, split=split)
     if split:
         raise PredictionError("--split applies to a feature-set input only")
-    from mer_lib.prediction.raw import extract_clips, extraction_settings
 
     if single:
         clips, skips = [single_clip(audio, video, text, clip_id)], []
@@ -232,7 +233,6 @@ def write_result(result: PredictionResult, out: str, *, overwrite: bool = False)
             if storage.exists(uri):
                 raise FileExistsError(f"{uri}: already exists; refusing to overwrite (pass --overwrite)")
     if pred_uri.lower().endswith(".parquet"):
-        import io
 
         buf = io.BytesIO()
         result.predictions.to_parquet(buf, index=False)

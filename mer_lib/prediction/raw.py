@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from mer_lib import storage
 from mer_lib.conditions import MODALITIES
+from mer_lib.features.api import extract_clip
 from mer_lib.prediction.errors import PredictionError
 from mer_lib.prediction.inputs import ClipSet, RawClip, build_clipset
 
@@ -68,7 +69,6 @@ def extract_clips(clips: list[RawClip], settings: dict[str, Any], dims: dict[str
         progress: show a progress bar (default: when stderr is a terminal).
         source: provenance recorded with the clip set.
     """
-    from mer_lib.features.api import extract_clip
 
     skips = list(skips or [])
     ids, labels = [], []

@@ -79,7 +79,7 @@ def _parse(raw: bytes, uri: str) -> dict[str, Any]:
 
 
 def _read_gcs(uri: str) -> Pointer:
-    from google.api_core import exceptions
+    from google.api_core import exceptions  # heavy: only gs:// pointers need the google client
 
     bucket, name = storage.split_gcs(uri)
     client = storage.gcs_client()
@@ -97,7 +97,7 @@ def _read_gcs(uri: str) -> Pointer:
 
 
 def _swap_gcs(uri: str, raw: bytes, generation: int) -> None:
-    from google.api_core import exceptions
+    from google.api_core import exceptions  # heavy: only gs:// pointers need the google client
 
     bucket, name = storage.split_gcs(uri)
     blob = storage.gcs_client().bucket(bucket).blob(name)

@@ -134,7 +134,7 @@ def _kubeconfig(path: str | None) -> str | None:
 
 def kube_client(kubeconfig: str | None = None) -> Any:
     """A Kubernetes ``ApiClient``: the pod's service account in a cluster, else the kubeconfig."""
-    from kubernetes import client, config
+    from kubernetes import client, config  # heavy: only the deploy step talks to Kubernetes
 
     cfg = client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -151,7 +151,7 @@ def default_namespace(kubeconfig: str | None = None) -> str:
     """The pod's own namespace, else the kubeconfig context's, else ``default``."""
     if kubeconfig is None and SA_NAMESPACE_FILE.exists():
         return SA_NAMESPACE_FILE.read_text().strip()
-    from kubernetes import config
+    from kubernetes import config  # heavy: only the deploy step talks to Kubernetes
 
     try:
         _, current = config.list_kube_config_contexts(config_file=_kubeconfig(kubeconfig))
@@ -186,8 +186,8 @@ def apply_inference_service(spec: ServiceSpec, api_client: Any = None) -> dict[s
     Raises:
         DeployError: the API refused (RBAC, KServe not installed, invalid spec ...).
     """
-    from kubernetes.client import CustomObjectsApi
-    from kubernetes.client.exceptions import ApiException
+    from kubernetes.client import CustomObjectsApi  # heavy: only the deploy step talks to Kubernetes
+    from kubernetes.client.exceptions import ApiException  # heavy: only the deploy step talks to Kubernetes
 
     api = CustomObjectsApi(api_client or kube_client())
     where = (GROUP, VERSION, spec.namespace, PLURAL)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mer_lib.conditions import MODALITIES
+from mer_lib.features.media import MediaError, load_audio
 
 #: Raw-media fields and the feature modality each one produces.
 RAW_FIELDS = {"audio": "a", "text": "l"}
@@ -154,7 +155,6 @@ def decode_audio(value: Any, index: int, sample_rate: int, limits: Limits) -> np
     Raises:
         BadInstance: not base64, undecodable or empty audio, or longer than the limit.
     """
-    from mer_lib.features.media import MediaError, load_audio
 
     at = where(index, "audio")
     if not isinstance(value, str) or not value:

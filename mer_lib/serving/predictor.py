@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from mer_lib.conditions import MODALITIES
+from mer_lib.features.api import extract_clip
+from mer_lib.inference.device import resolve_device
 from mer_lib.prediction import ClipSet, LoadedModel, PredictionError, load_model, predict_clips
 from mer_lib.prediction.api import absent_policy
 from mer_lib.prediction.raw import extraction_settings
@@ -95,7 +97,6 @@ class Predictor:
             PredictionError: the model cannot be found or loaded, or a bad ``absent``.
             ValueError: ``cuda`` without a GPU.
         """
-        from mer_lib.inference.device import resolve_device
 
         dev = resolve_device(device)
         loaded = load_model(model, version, fold, dev)
@@ -118,7 +119,6 @@ class Predictor:
             return
         try:
             if warm_up:
-                from mer_lib.features.api import extract_clip
 
                 # One short clip builds the extractors (and loads the text model) before readiness.
                 extract_clip(np.zeros(1600, np.float32) if "a" in settings else None, None,
@@ -173,7 +173,6 @@ class Predictor:
         if self.raw_settings is None:
             raise BadInstance(f"{where(index, given[0])}: this server takes no raw media: {self.raw_reason}; "
                               "send features (a, v, l) instead")
-        from mer_lib.features.api import extract_clip
 
         settings = self.raw_settings
         for raw in given:

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import torch
 
 from mer_lib.serving.instances import BadInstance, Limits
 from mer_lib.serving.predictor import Prediction, Predictor
@@ -290,7 +291,6 @@ def serve(model: str, *, version: str | int | None = None, fold: str = "ensemble
     """
     limits = limits or Limits()
     if threads > 0:
-        import torch
 
         torch.set_num_threads(threads)
     mer_model = MerModel(name, lambda: Predictor.load(model, version=version, fold=fold, device=device,
