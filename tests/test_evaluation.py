@@ -266,6 +266,22 @@ def test_evaluate_run_scores_every_fold_and_writes_tables(features: Path, tmp_pa
         evaluate_run(str(run), str(features), "1", str(ev))
 
 
+def test_evaluation_uses_the_thread_setting_of_training(features: Path, tmp_path: Path, oracle_model: None,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mer_lib.inference import checkpoint as ckpt_io
+    from mer_lib.inference.device import cpu_quota
+
+    run = make_run(tmp_path / "run", features, [1, 2])
+    best = run / "fold_2" / "best.pt"
+    obj = ckpt_io.load(best)
+    obj["config"]["train"]["threads"] = 1  # fold 2 trained with train.threads=1, fold 1 with the default 0
+    ckpt_io.save(obj, best)
+    calls: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    evaluate_run(str(run), str(features), "1-2", str(tmp_path / "ev"))  # what the pipeline's evaluate step calls
+    assert calls == [cpu_quota(), 1]
+
+
 def test_evaluate_defaults_to_the_run_folds_and_labels_test_leak(features: Path, tmp_path: Path,
                                                                  oracle_model: None) -> None:
     run = make_run(tmp_path / "run", features, [3], select_on="test_leak")

@@ -16,10 +16,10 @@ import torch
 from mer_lib.config import load_config
 from mer_lib.data.dataset import Batch, FoldData
 from mer_lib.data.featureset import FeatureStore
+from mer_lib.inference.device import cpu_quota
 from mer_lib.models.blocks import TextCNN
 from mer_lib.models.encoding import EmbeddingCache, prefill_teacher_cache
 from mer_lib.models.factory import build_model
-from mer_lib.training import engine
 from tests.helpers_data import SPEC, make_featureset
 from tests.test_models_ifmmin import _one_thread  # noqa: F401 - the autouse one-thread fixture
 
@@ -167,7 +167,7 @@ def test_bf16_precision_trains_and_is_recorded(tiny_data: Path, tmp_path: Path) 
 
 
 def test_default_threads_follow_the_cpu_quota() -> None:
-    assert 1 <= engine.cpu_quota() <= len(os.sched_getaffinity(0))
+    assert 1 <= cpu_quota() <= len(os.sched_getaffinity(0))
 
 
 def test_resume_state_is_written_every_checkpoint_every_epochs(tiny_data: Path, tmp_path: Path,
@@ -212,3 +212,4 @@ def test_device_gather_equals_the_cpu_copy(fold: FoldData) -> None:
         steps = int(fold.store.lengths[m][rows].max()) + 2
         assert torch.equal(loader._pad_device(m, rows, steps), loader._pad_cpu(m, rows, steps)), m
         assert torch.equal(loader._pad_device(m, rows[::3], steps), loader._pad_cpu(m, rows[::3], steps)), m
+

@@ -52,7 +52,7 @@ from mer_lib.evaluation.aggregate import (
 from mer_lib.evaluation.noise_grid import grid_cells, run_grid
 from mer_lib.evaluation.report import render_html, render_markdown
 from mer_lib.inference.checkpoint import CheckpointError, find_checkpoint, load_trained
-from mer_lib.inference.device import resolve_device
+from mer_lib.inference.device import resolve_device, use_threads
 from mer_lib.inference.predict import predict_frame
 from mer_lib.metrics import condition_metrics
 from mer_lib.rundir import PREDICTIONS_TST, RUN_JSON, RunDir
@@ -227,6 +227,7 @@ def evaluate_model_dir(model_dir: str, data: str, folds: str | Sequence[int] | N
     model_name, timings = name, {"clean_s": 0.0, "noise_s": 0.0}
     for k in tqdm(fold_list, desc="folds", disable=not show, unit="fold"):
         model, cfg, meta = load_trained(ckpts[k], device=dev)
+        use_threads(cfg.train.threads)  # as the model was trained (0: the CPUs this process may use)
         label_names = label_names_for(root, cfg.data.num_classes)
         check_compatible(str(ckpts[k]), cfg, meta, store, data, label_names)
         if meta.get("data_fingerprint") and meta["data_fingerprint"] != data_fp:

@@ -19,7 +19,6 @@ import csv
 import json
 import logging
 import math
-import os
 import sys
 import time
 from contextlib import nullcontext
@@ -35,7 +34,7 @@ from mer_lib.config import ExperimentConfig
 from mer_lib.data.dataset import FoldData
 from mer_lib.data.featureset import FeatureStore, read_metadata
 from mer_lib.inference import checkpoint as ckpt_io
-from mer_lib.inference.device import resolve_device
+from mer_lib.inference.device import resolve_device, use_threads
 from mer_lib.inference.predict import predict_frame
 from mer_lib.metrics import condition_metrics
 from mer_lib.models.base import MERModel
@@ -106,29 +105,6 @@ def _load_teacher(model: MERModel, teacher_dir: str | None, fold: int, data: Dat
     model.attach_teacher(teacher)
 
 
-def cpu_quota() -> int:
-    """CPUs this process may use: its cgroup CPU quota (a pod's limit) or affinity, whichever is lower.
-
-    torch defaults to the node's physical cores, which oversubscribes a pod limited to a few of
-    them; an LSTM synchronises its threads at every time step, so an oversubscribed thread pool
-    stalls it (measured 2-10x slower per step on a shared 2-core VM).
-    """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()),  # cgroup v2: "quota period"
-                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda t: [t.strip(), "100000"])):
-        try:
-            quota, period = parse(Path(path).read_text())[:2]
-            if quota not in ("max", "-1"):
-                cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
-            break
-        except (OSError, ValueError):
-            continue
-    return max(1, cpus)
-
-
 def precision_context(cfg: ExperimentConfig, device: torch.device) -> contextlib.AbstractContextManager:
     """The autocast context of ``train.precision`` (bf16) or ``train.amp`` (fp16, CUDA); else none.
 
@@ -173,7 +149,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
         return FoldResult(fold, finished["best_epoch"], finished["best_score"], finished, out)
 
     device = resolve_device(cfg.train.device)
-    torch.set_num_threads(cfg.train.threads or cpu_quota())
+    use_threads(cfg.train.threads)
     seed_everything(cfg.train.seed + fold, cfg.train.deterministic)
     fold_data = FoldData(data.store, fold, norm_a=cfg.data.norm_a, num_classes=len(data.label_names))
     model = build_model(cfg).to(device)
