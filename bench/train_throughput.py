@@ -67,7 +67,9 @@ def worker(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    store = FeatureStore(args.data, spec_for(args.data))
+    # as training loads it: without the in-file padding of V and L, where the tree can (same batches)
+    unpadded = {"keep_padding": False} if "keep_padding" in inspect.signature(FeatureStore).parameters else {}
+    store = FeatureStore(args.data, spec_for(args.data), **unpadded)
     fold = FoldData(store, 1)
     cfg = load_config(args.model, overrides=args.set)
     device = torch.device(args.device)

@@ -15,7 +15,7 @@ import torch
 
 from mer_lib.config import load_config
 from mer_lib.data.dataset import Batch, FoldData
-from mer_lib.data.featureset import FeatureStore
+from mer_lib.data.featureset import FeatureStore, write_modality
 from mer_lib.inference.device import cpu_quota
 from mer_lib.models.blocks import TextCNN
 from mer_lib.models.encoding import EmbeddingCache, prefill_teacher_cache
@@ -213,3 +213,90 @@ def test_device_gather_equals_the_cpu_copy(fold: FoldData) -> None:
         assert torch.equal(loader._pad_device(m, rows, steps), loader._pad_cpu(m, rows, steps)), m
         assert torch.equal(loader._pad_device(m, rows[::3], steps), loader._pad_cpu(m, rows[::3], steps)), m
 
+
+# ------------------------------------------------------------------ a store without the in-file padding
+
+def _pad_with_signed_zeros(root: Path) -> None:
+    """Rewrite V so that one utterance is all zeros and another has -0.0 in its padding (bits, not values)."""
+    import h5py
+
+    path = SPEC.path(root, "v")
+    with h5py.File(path, "r") as f:
+        items = {uid: f[uid][()] for uid in sorted(f.keys())}
+    ids = list(items)
+    items[ids[0]][:] = 0.0
+    items[ids[1]][-1, 1] = -0.0
+    items[ids[2]][-2:] = -0.0
+    path.unlink()
+    write_modality(root, SPEC, "v", items.items())
+
+
+def _same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
+    return x.dtype == y.dtype and x.shape == y.shape and torch.equal(x.view(torch.int32), y.view(torch.int32))
+
+
+def _assert_same_batch(x: Batch, y: Batch, where: str) -> None:
+    for m in "avl":
+        assert _same_bits(x.features()[m], y.features()[m]), (where, m)
+    for name in ("mask", "lengths", "label", "index"):
+        assert torch.equal(getattr(x, name), getattr(y, name)), (where, name)
+    assert x.ids == y.ids, where
+
+
+def test_store_without_padding_gives_the_same_batches_bit_for_bit(tmp_path: Path) -> None:
+    root = tmp_path / "fs"
+    make_featureset(root, per_speaker=4)
+    _pad_with_signed_zeros(root)
+    padded = FoldData(FeatureStore(root, SPEC), 1)
+    store = FeatureStore(root, SPEC, keep_padding=False)
+    trimmed = FoldData(store, 1)
+    full = padded.store
+    assert store.nbytes() < full.nbytes() and store.data["a"].shape == full.data["a"].shape  # A keeps every row
+    for m in "avl":
+        assert np.array_equal(store.lengths[m], full.lengths[m]) and np.array_equal(store.true_lengths[m],
+                                                                                       full.true_lengths[m])
+        for i in range(len(store)):
+            held, whole = store.seq(m, i), full.seq(m, i)
+            assert held.view(np.uint32).tobytes() == whole[:len(held)].view(np.uint32).tobytes()
+            assert not whole[len(held):].view(np.uint32).any()  # only +0.0 rows are left out
+    assert len(store.seq("v", 0)) == 0 and store.true_lengths["v"][0] == 1  # an all-zero V holds no row
+    assert len(store.seq("v", 2)) == len(full.seq("v", 2))  # trailing -0.0 rows are held
+    plans = [("trn", {"conditions": "random_missing", "shuffle": True, "seed": 3}, (0, 1)),
+             ("trn", {"conditions": "full", "pad_to_split_max": True}, (0,)),
+             ("val", {"conditions": ["a", "v", "vl", "avl"]}, (0,)),
+             ("tst", {"conditions": "full"}, (0,))]
+    for split, kw, epochs in plans:
+        for epoch in epochs:
+            want, got = padded.loader(split, batch_size=7, **kw), trimmed.loader(split, batch_size=7, **kw)
+            want.set_epoch(epoch)
+            got.set_epoch(epoch)
+            pairs = list(zip(want, got, strict=True))
+            assert pairs
+            for x, y in pairs:
+                _assert_same_batch(x, y, f"{split} {kw} epoch {epoch}")
+    # the CUDA path (gather from the resident store), run on CPU
+    want, got = padded.loader("val", batch_size=9, conditions=["a", "vl"]), trimmed.loader("val", batch_size=9,
+                                                                                           conditions=["a", "vl"])
+    rows = np.array([0, 0, 1, 1, 2, 2, 5, 9])
+    for m in "avl":
+        steps = int(full.lengths[m][rows].max()) + 1
+        assert _same_bits(got._pad_device(m, rows, steps), want._pad_cpu(m, rows, steps)), m
+
+
+def test_training_reads_a_store_without_padding_and_predicts_the_same(tiny_data: Path, tmp_path: Path) -> None:
+    from mer_lib.data.featureset import FeatureSet
+    from mer_lib.training.api import train
+    from mer_lib.training.engine import DataContext
+
+    fs = FeatureSet.open(tiny_data)
+    assert not fs.store().keep_padding  # what training and evaluation load
+    overrides = ["train.niter=1", "train.niter_decay=0", "train.batch_size=32", "train.threads=1",
+                 "train.tensorboard=false"]
+    for model, teacher in (("utt_shared", None), ("ifmmin", "utt_shared")):  # ifmmin: the prefilled teacher cache
+        for keep in (True, False):
+            ctx = DataContext(store=fs.store(keep_padding=keep), label_names=fs.label_names,
+                              fingerprint=fs.fingerprint(), root=str(tiny_data))
+            train(model, str(tiny_data), str(tmp_path / f"{model}_{keep}"), [1], overrides=overrides,
+                  progress=False, data_context=ctx, teacher=str(tmp_path / f"{teacher}_{keep}") if teacher else None)
+        csv = [(tmp_path / f"{model}_{keep}" / "fold_1" / "predictions_tst.csv").read_bytes() for keep in (True, False)]
+        assert csv[0] == csv[1], model
