@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from mer_lib.conditions import ALL_CONDITIONS, MISSING_CONDITIONS
 
@@ -57,17 +56,35 @@ def compute_metrics(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | 
         bad = arr[(arr < 0) | (arr >= num_classes)]
         if len(bad):
             raise ValueError(f"{name} value {int(bad[0])} is outside [0, {num_classes})")
-    labels = list(range(num_classes))
     # The reference passes no labels= to recall_score/f1_score, which averages over the classes seen
     # in y_true or y_pred; passing all classes would average in zeros for unseen ones.
-    present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+    confusion = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    confusion = confusion.reshape(num_classes, num_classes)
+    present = np.flatnonzero(confusion.sum(0) + confusion.sum(1))
+    tp = np.diagonal(confusion)[present]
+    true_sum, pred_sum = confusion.sum(1)[present], confusion.sum(0)[present]
     return {
-        "wa": float(accuracy_score(y_true, y_pred)),
-        "ua": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "wa": float(np.average(y_true == y_pred)),
+        "ua": _macro(tp, true_sum),
+        "f1": _macro(2.0 * tp.astype(np.float64), true_sum.astype(np.float64) + pred_sum.astype(np.float64)),
         "n": int(len(y_true)),
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "confusion": confusion.tolist(),
     }
+
+
+def _macro(numerator: np.ndarray, denominator: np.ndarray) -> float:
+    """Mean over classes of ``numerator / denominator`` (0 where the denominator is 0).
+
+    The float64 operations of scikit-learn's ``recall_score``/``f1_score(average="macro",
+    zero_division=0)`` in its order, so the scores are the same bits (``tests/test_evaluation.py``
+    compares them), without importing scikit-learn and SciPy (~77 MB of every training process).
+    """
+    mask = denominator == 0
+    denominator = np.asarray(denominator, dtype=np.float64).copy()
+    denominator[mask] = 1
+    result = np.asarray(numerator, dtype=np.float64) / denominator
+    result[mask] = 0.0
+    return float(np.nanmean(result))
 
 
 def check_predictions(pred: pd.DataFrame, where: str = "predictions") -> None:

@@ -47,6 +47,25 @@ def test_compute_metrics_hand_values() -> None:
     assert m["confusion"] == [[2, 1, 0, 0], [0, 1, 0, 0], [2, 0, 0, 0], [0, 0, 0, 2]]
 
 
+def test_metrics_are_the_references_sklearn_scores_to_the_bit() -> None:
+    # compute_metrics no longer imports scikit-learn (~77 MB of every training process); its float64
+    # operations are sklearn's, so model selection and every reported score keep their bits.
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        c = int(rng.integers(2, 7))
+        n = int(rng.integers(1, 80))
+        classes = rng.choice(c, size=int(rng.integers(1, c + 1)), replace=False)  # some classes absent
+        y = rng.choice(classes, size=n)
+        p = np.where(rng.random(n) < rng.random(), y, rng.choice(classes, size=n))
+        got = compute_metrics(y, p, c)
+        assert got["wa"] == float(sk.accuracy_score(y, p)), trial
+        # the reference's calls: no labels=, so the classes seen in y or p are averaged
+        assert got["ua"] == float(sk.recall_score(y, p, average="macro", zero_division=0)), trial
+        assert got["f1"] == float(sk.f1_score(y, p, average="macro", zero_division=0)), trial
+        assert got["confusion"] == sk.confusion_matrix(y, p, labels=list(range(c))).tolist(), trial
+
+
 def test_absent_class_keeps_confusion_shape_and_is_not_averaged_as_zero() -> None:
     m = compute_metrics([0, 1, 1], [0, 1, 0], 4)
     assert np.array(m["confusion"]).shape == (4, 4)

@@ -29,7 +29,9 @@ def save(obj: dict[str, Any], path: str | Path) -> None:
     """Serialise ``obj`` and replace ``path`` atomically (a crash leaves the old file intact)."""
     buf = io.BytesIO()
     torch.save(obj, buf)
-    storage.write_bytes(str(path), buf.getvalue(), overwrite=True)
+    # a view, not a copy (the NMER resume state is ~200 MB); GCS's client takes only bytes
+    data = buf.getvalue() if storage.is_gcs(str(path)) else buf.getbuffer()
+    storage.write_bytes(str(path), data, overwrite=True)  # type: ignore[arg-type]
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

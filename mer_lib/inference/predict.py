@@ -44,6 +44,7 @@ def predict_frame(model: MERModel, loader: Iterable[Batch], *, device: str | tor
                 batch = transform(batch)
             logits = model.predict_logits(batch.to(device))
             probs.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+            del batch, logits  # not held while the next batch is built
     p = np.concatenate(probs) if probs else np.zeros((0, len(names)), np.float32)
     if p.shape[1] != len(names):
         raise ValueError(f"model predicts {p.shape[1]} classes but the data has {len(names)} labels "

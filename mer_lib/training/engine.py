@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import json
 import logging
 import math
@@ -197,6 +198,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
         scaler.load_state_dict(state["scaler"])
         start_epoch, best_score, best_epoch = state["epoch"] + 1, state["best_score"], state["best_epoch"]
         history = list(state["history"])
+        del state  # Adam's moments and a copy of the weights, not needed for the rest of training
         log.info("fold %d: resuming from %s at epoch %d", fold, last_path, start_epoch + 1)
     fold_dir.write_config(cfg.to_dict())
 
@@ -247,6 +249,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
             for k, v in {"loss": float(step.loss.detach()), **step.terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * b
             bar.set_postfix(loss=f"{sums['loss'] / n_items:.4f}")
+            del batch, step  # not held while the next batch is built
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         train_secs = time.perf_counter() - t0
@@ -288,6 +291,10 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
                          last_path)
     if writer is not None:
         writer.close()
+    # The test predictions reload the selected epoch: free the trained model, its optimiser state and
+    # teacher cache first (the optimiser sits in a reference cycle, hence the collection).
+    del model, nets, groups, optimizer, scheduler, scaler
+    gc.collect()
     return _finish_fold(cfg, data, fold, out, fold_data, best_epoch, best_score, history, device)
 
 
