@@ -62,3 +62,16 @@ def test_leaves_import_only_leaves() -> None:
             assert _imported_packages(LIB / "noise" / "table.py") == set()
             bad -= {"noise"}
         assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """An import written inside a function hides an edge of the import graph: allowed only with its reason
+    on the line (an optional extra, a heavy client, or the CLI's parser, which imports every command)."""
+    silent = []
+    for path in sorted(LIB.rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                silent += [f"{path.relative_to(LIB.parent)}:{sub.lineno}" for sub in ast.walk(node)
+                           if isinstance(sub, (ast.Import, ast.ImportFrom)) and "#" not in lines[sub.lineno - 1]]
+    assert not silent, f"imports inside functions without a reason on the line: {sorted(set(silent))}"

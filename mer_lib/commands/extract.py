@@ -50,9 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the extraction or the merge and print a one-line JSON summary."""
     from mer_lib.features.api import extract, merge  # lazy: `mer` imports every command module to build its parser
-    from mer_lib.features.extractors import (
-        ExtractorChoice,  # lazy: `mer` imports every command module to build its parser
-    )
+    from mer_lib.features.extractors import ExtractorChoice  # lazy: as above
     from mer_lib.features.iemocap import SideRule  # lazy: `mer` imports every command module to build its parser
 
     if args.merge:

@@ -48,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the noise settings and write the noisy copy."""
     from mer_lib.conditions import parse_conditions  # lazy: `mer` imports every command module to build its parser
     from mer_lib.config import load_config  # lazy: `mer` imports every command module to build its parser
-    from mer_lib.noise.noisy_copy import (
-        write_noisy_featureset,  # lazy: `mer` imports every command module to build its parser
-    )
+    from mer_lib.noise.noisy_copy import write_noisy_featureset  # lazy: as above
 
     cfg = load_config(None, args.config, args.set).noise
     flags = {"type": args.type, "level": args.level, "steps": args.steps, "schedule": args.schedule,

@@ -12,6 +12,7 @@ from mer_lib.data.featureset import (
     FeatureSpec,
     FeatureStore,
     build_manifest,
+    list_folds,
     read_split,
     write_mean_std,
     write_metadata,
@@ -62,8 +63,6 @@ def finalize_featureset(root: str | Path, spec: FeatureSpec, labels: dict[str, i
         write_folds(root, folds, labels, num_classes=len(label_names))
         train_ids = {k: f["trn"] for k, f in folds.items()}
     else:
-        from mer_lib.data.featureset import list_folds
-
         train_ids = {k: read_split(root, k, "trn").ids for k in list_folds(root)}
     if "a" in modalities:
         write_mean_std(root, spec, {k: fold_mean_std(store, t) for k, t in train_ids.items()})

@@ -75,7 +75,7 @@ class LandmarkExtractor:
 
     def _load(self) -> None:
         # The 100 MB landmark model loads on first use, not when only the settings are needed.
-        import dlib
+        import dlib  # optional extra "features" (dlib-bin)
 
         models = dlib_models_dir()
         self._detector = dlib.get_frontal_face_detector()

@@ -37,6 +37,7 @@ from mer_lib.serving.predictor import Prediction, Predictor
 _argv, sys.argv = sys.argv, sys.argv[:1]
 try:
     import orjson
+    from fastapi.responses import JSONResponse  # kserve's web framework
     from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
     from kserve.errors import InvalidInput
     from kserve.model_server import app as kserve_app
@@ -308,7 +309,5 @@ def serve(model: str, *, version: str | int | None = None, fold: str = "ensemble
 
 
 async def _bad_instance_handler(_: Any, exc: Exception) -> Any:
-    from fastapi.responses import JSONResponse
-
     status = exc.status if isinstance(exc, BadInstance) else 400
     return JSONResponse(status_code=status, content={"error": str(exc)})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
+import io
 import json
 import logging
 import math
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from mer_lib import storage
 from mer_lib.conditions import FULL_CONDITION, MISSING_CONDITIONS
 from mer_lib.config import ExperimentConfig
 from mer_lib.data.dataset import FoldData
@@ -205,7 +207,7 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
     writer = None
     if cfg.train.tensorboard:
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # heavy: only when train.tensorboard is on
 
             writer = SummaryWriter(str(out / "tb"), purge_step=start_epoch + 1)
         except ImportError:
@@ -299,13 +301,9 @@ def train_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out_dir: str
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    from mer_lib import storage
-
     keys: list[str] = []
     for row in history:
         keys.extend(k for k in row if k not in keys)
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys)
     w.writeheader()
@@ -316,8 +314,6 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
 def _finish_fold(cfg: ExperimentConfig, data: DataContext, fold: int, out: Path, fold_data: FoldData,
                  best_epoch: int, best_score: float, history: list[dict[str, Any]], device: torch.device) -> FoldResult:
     """Reload the selected epoch and write test predictions and ``test_metrics.json``."""
-    from mer_lib import storage
-
     model, _, _ = ckpt_io.load_trained(FoldDir(out).best, device=device)
     pred, metrics = evaluate_split(model, fold_data, "tst", TEST_CONDITIONS, cfg, device, data.label_names)
     pred.insert(0, "fold", fold)

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import mer_lib
+
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (and CUDA); optionally force deterministic kernels."""
@@ -32,7 +34,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that determine a model's behaviour (+ git commit when known)."""
-    import mer_lib
 
     out = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(np.__version__),
            "mer_lib": str(mer_lib.__version__)}
