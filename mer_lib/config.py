@@ -259,6 +259,9 @@ class NoiseConfig:
     level: float = _f(1.0, min=0.0, max=1.0,
                       help="share of the schedule used (t < ceil(level*T)); scales drop_rate; 1 = published")
     per_sample_t: bool = _f(False, help="one t per sample instead of one per batch (published)")
+    zero_fill_share: float = _f(0.0, min=0.0, max=1.0,
+                                help="training only: share of the missing modalities left missing (zero-filled, "
+                                "as the six-condition protocol tests them) instead of noised; 0 = published")
     impulse_freq: float = _f(0.3, min=0.0, max=1.0)
     drop_rate: float = _f(0.3, min=0.0, max=1.0, help="frame_drop / burst: share of frames affected")
     burst_len: int = _f(5, min=1)

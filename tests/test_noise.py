@@ -186,6 +186,29 @@ def test_eval_noise_independent_of_batch_composition() -> None:
     assert not torch.equal(other.l[0], same.l[0])
 
 
+def test_zero_fill_share_leaves_some_missing_modalities_missing_in_training_only() -> None:
+    """``zero_fill_share``: that share of the missing rows keeps mask 0 and its input (the model zero-fills
+    it, as the six-condition protocol does); the rest is noised as before; evaluation noise ignores it."""
+    items = make_items(60)
+    masks = [MASKS[i % 6] for i in range(60)]
+    batch = collate(items, masks)
+    plain = NoiseInjector(NoiseConfig(), seed=3).apply(batch, epoch=1, train=True)
+    half = NoiseInjector(NoiseConfig(zero_fill_share=0.5), seed=3).apply(batch, epoch=1, train=True)
+    again = NoiseInjector(NoiseConfig(zero_fill_share=0.5), seed=3).apply(batch, epoch=1, train=True)
+    assert torch.equal(half.mask, again.mask) and torch.equal(half.a, again.a)  # seeded
+    missing = batch.mask < 0.5
+    left = missing & (half.mask < 0.5)
+    assert torch.all(plain.mask == 1.0) and 0.3 < left.sum() / missing.sum() < 0.7, left.sum()
+    for j, m in enumerate("avl"):
+        x, y = getattr(batch, m), getattr(half, m)
+        for b in range(60):
+            assert torch.equal(x[b], y[b]) == bool(not missing[b, j] or left[b, j]), (m, b)
+    everything = NoiseInjector(NoiseConfig(zero_fill_share=1.0), seed=3).apply(batch, epoch=1, train=True)
+    assert torch.equal(everything.mask, batch.mask) and torch.equal(everything.l, batch.l)
+    evaluation = NoiseInjector(NoiseConfig(zero_fill_share=1.0), seed=3).apply(batch, epoch=1, train=False)
+    assert torch.all(evaluation.mask == 1.0)
+
+
 def test_per_batch_t_is_shared_and_per_sample_t_is_not() -> None:
     items = [{"id": f"z{i}", "lens": {"a": 4, "v": 4, "l": 4},
               "a": torch.ones(4, 6), "v": torch.ones(4, 5), "l": torch.ones(4, 7)} for i in range(8)]

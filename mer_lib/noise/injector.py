@@ -16,6 +16,8 @@ Randomness, always seeded:
 
 By default only each utterance's own frames (``Batch.lengths``) are corrupted; ``noise_pads``
 also corrupts the batch's zero padding with additive noise, as the published code does.
+``zero_fill_share`` (training only, 0 = published) leaves that share of the missing modalities
+missing, so a model also trains on the zero-filled input that the six-condition protocol tests.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class NoiseInjector:
         out: dict[str, torch.Tensor] = {}
         for j, m in enumerate(MODALITIES):
             rows = torch.nonzero(mask_cpu[:, j] < 0.5).flatten().tolist()
+            if train and rows and self.cfg.zero_fill_share > 0:
+                rows = self._left_missing(rows, derive_seed(self.seed, "zero_fill", epoch, batch_key, m))
             if m not in self.targets or not rows:
                 out[m] = feats[m]
                 continue
@@ -151,6 +155,12 @@ class NoiseInjector:
     def _rate(self, epoch: int | None) -> float:
         """Share of frames hit by the ``frames`` noise types (frame_drop, burst) at ``epoch``."""
         return self.cfg.drop_rate * self.curriculum.level(epoch)
+
+    def _left_missing(self, rows: list[int], seed: int) -> list[int]:
+        """The missing rows to corrupt: each stays missing (zero-filled, mask 0) with ``zero_fill_share``."""
+        g = torch.Generator().manual_seed(seed)
+        keep_missing = torch.rand(len(rows), generator=g) < self.cfg.zero_fill_share
+        return [r for r, k in zip(rows, keep_missing.tolist(), strict=True) if not k]
 
     @staticmethod
     def _batch_key(ids: list[str], mask: torch.Tensor) -> str:
