@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -298,7 +299,9 @@ def test_improved_recipe_only_changes_named_fields() -> None:
     improved = load_config("nmer", Path(__file__).parents[1] / "mer_lib/configs/nmer_improved.yaml")
     diff = {k for k, v in improved.model_params.__dict__.items() if getattr(faithful.model_params, k) != v}
     assert diff == {"nmer_classifier_input", "cls_bn"}
-    assert improved.recipe == "improved" and improved.train == faithful.train and improved.noise == faithful.noise
+    assert improved.recipe == "improved" and improved.train == faithful.train
+    assert improved.noise == dataclasses.replace(faithful.noise, zero_fill_share=0.5)
+    assert faithful.noise.zero_fill_share == 0
     assert faithful.model_params.nmer_classifier_input == "reconstruction" and faithful.model_params.cls_bn
 
 
