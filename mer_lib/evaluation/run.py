@@ -8,7 +8,6 @@ every missing-modality condition and noise cell, and returns the tables as an :c
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from mer_lib import storage
+from mer_lib import rundir, storage
 from mer_lib.conditions import ALL_CONDITIONS, MISSING_CONDITIONS, MODALITIES, parse_conditions
 from mer_lib.config import ConfigError, EvalConfig, ExperimentConfig, NoiseConfig, load_config
 from mer_lib.data.dataset import FoldData
@@ -103,13 +102,8 @@ def _resolve_folds(model_dir: Path, folds: str | Sequence[int] | None, run: dict
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A run's or evaluation's JSON file as a dict (``{}`` when absent; malformed -> EvaluationError)."""
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EvaluationError(f"{path}: malformed JSON: {exc}") from exc
+    """A run's or evaluation's JSON file as a dict, ``{}`` when absent (malformed: ``RunDirError``)."""
+    return rundir.read_json(path) if path.exists() else {}
 
 
 def _noise_config(noise_set: Sequence[str] | None) -> NoiseConfig:

@@ -12,7 +12,6 @@ already-extracted feature set skips the step (the pipeline's ``dsl.If`` on the g
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from mer_lib import storage
@@ -20,6 +19,7 @@ from mer_lib.data.featureset import list_folds
 from mer_lib.data.folds import guard_folds
 from mer_lib.features.api import extract, merge, read_source
 from mer_lib.features.driver import in_shard, parse_shard
+from mer_lib.inference.device import cpu_quota
 from mer_lib.media_list import MEDIA_LIST
 from mer_lib.pipeline.data import verify_source
 
@@ -67,7 +67,7 @@ def extract_shard(data_uri: str, shard: str, out: str, *, expected_fingerprint: 
     parse_shard(shard)  # a clear error before any listing
     verify_source(data_uri, expected_fingerprint)
     source = source_of(data_uri)
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    usable = cpu_quota()
     mine = sum(in_shard(u.uid, parse_shard(shard)) for u in read_source(source, data_uri).utterances)
     workers = max(1, min(workers, usable, -(-mine // MIN_UTTERANCES_PER_WORKER)))
     return extract(source, data_uri, out, shard=shard, workers=workers)

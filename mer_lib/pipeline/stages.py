@@ -18,7 +18,7 @@ from typing import Any
 from mer_lib import storage
 from mer_lib.pipeline.checkpoints import CheckpointMirror, work_location
 from mer_lib.pipeline.families import FAMILIES
-from mer_lib.rundir import RESUME_ONLY, RunDir
+from mer_lib.rundir import RESUME_ONLY, RunDir, read_json
 from mer_lib.training.api import train
 
 log = logging.getLogger(__name__)
@@ -105,14 +105,6 @@ def _copy_run(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*RESUME_ONLY))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ValueError(f"{path}: missing (not the output of a per-fold training task)") from exc
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: malformed JSON: {exc}") from exc
-
 
 def assemble_run(fold_outputs: list[str], out: str) -> dict[str, Any]:
     """Merge per-fold :func:`train_family` outputs into one ``mer train``-style run directory.
@@ -137,7 +129,7 @@ def assemble_run(fold_outputs: list[str], out: str) -> dict[str, Any]:
     with storage.staged_dir(out) as stage:
         for uri in fold_outputs:
             src = storage.localize(uri)
-            fam = _read_json(src / FAMILY_JSON)
+            fam = read_json(src / FAMILY_JSON, "not the output of a per-fold training task")
             final = fam["final"]
             run = RunDir(src / final).read()
             if merged is None:
