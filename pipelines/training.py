@@ -206,7 +206,8 @@ def build_training_pipeline(opts: PipelineOptions | None = None) -> GraphCompone
             data_uri: Data source. Empty: the synthetic corpus (no licence restrictions). A gs:// or local feature
                 set (featureset.json, A/ V/ L/ target/) is imported; any other gs:// or local folder is raw media
                 (an IEMOCAP copy or a media list CSV) and goes through feature extraction.
-            synthetic_preset: Synthetic corpus size when data_uri is empty: iemocap (5531 utterances), demo or tiny.
+            synthetic_preset: Synthetic corpus when data_uri is empty: iemocap (5531 utterances),
+                iemocap_text (same size, text-dominant), demo or tiny.
             data_seed: Seed of the synthetic corpus.
             extract_shards: Raw media only: feature-extraction tasks run in parallel, each on its share of the
                 utterances (1-256); a synthetic corpus or an extracted feature set skips extraction.

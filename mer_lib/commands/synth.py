@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("synth", help="generate a synthetic IEMOCAP-shaped feature set")
     p.add_argument("--preset", choices=sorted(PRESETS), default="iemocap",
-                   help="corpus size: iemocap (5,531 utterances), demo (~400) or tiny (~80, for tests)")
+                   help="iemocap (5,531 utterances), iemocap_text (the same corpus, text carrying most of what a "
+                        "network learns, as on real IEMOCAP), demo (~400) or tiny (~80, for tests)")
     p.add_argument("--seed", type=int, default=0, help="generator seed (same seed, same files)")
     p.add_argument("--out", required=True, help="output directory or gs:// URI (must be absent or empty)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output")
