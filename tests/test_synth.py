@@ -255,3 +255,17 @@ def test_text_dominant_preset_is_the_iemocap_plan_with_text_carrying_the_signal(
     assert ua["iemocap_text"]["l"] > ua["iemocap_text"]["a"] + 0.12  # text dominates
     assert ua["iemocap_text"]["a"] > 0.4  # chance is 0.25: audio still holds the emotion
     assert ua["iemocap_text"]["l"] > ua["iemocap"]["l"] + 0.08
+
+
+def test_same_files_whatever_the_thread_count(tmp_path: Path) -> None:
+    """BLAS splits products by thread count; generation pins one thread, so the fingerprint never moves.
+
+    Before the pin, the demo preset seed 0 had one fingerprint with 1 BLAS thread and another with 2.
+    """
+    from threadpoolctl import threadpool_limits
+
+    prints = []
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            prints.append(generate("demo", 0, str(tmp_path / f"t{threads}"), progress=False)["fingerprint"])
+    assert prints[0] == prints[1]

@@ -41,7 +41,8 @@ A preset may scale ``s_m`` (:attr:`Preset.noise_scale`): the small ``demo`` pres
 A preset may also bring its own signal model (:attr:`Preset.signal`): ``iemocap_text`` is the
 ``iemocap`` corpus with :data:`TEXT_DOMINANT_SIGNAL`, where a full-modality network learns mostly text
 and collapses without it, as on real IEMOCAP (bench/README.md, "A text-dominant preset").
-The same seed gives byte-identical files (and so the same fingerprint) on the same platform.
+The same seed gives byte-identical files (and so the same fingerprint) on the same platform, whatever its
+core count (generation runs with one BLAS thread).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from mer_lib import storage
@@ -472,7 +474,10 @@ def generate(preset: str, seed: int, out: str, *, overwrite: bool = False, dims:
     spec = FeatureSpec(dims=dims_)
     world = _make_world(seed, len(p.class_counts), 10, dims_, signal)
     evidence = _evidence(plan, world, seed, signal, p.noise_scale)
-    with storage.staged_dir(out, overwrite=overwrite) as root:
+    # BLAS splits a matrix product differently for different thread counts and the last bits of the
+    # float32 frames follow (iemocap seed 0: another fingerprint with 2 threads than with 1), so one
+    # thread: the same files and fingerprint on a laptop and on a 64-core node (and faster here).
+    with storage.staged_dir(out, overwrite=overwrite) as root, threadpool_limits(1):
         for m in MODALITIES:
             write_modality(root, spec, m, iter_modality(plan, p, m, seed, dims_, signal, world=world,
                                                         evidence=evidence, progress=progress))
