@@ -103,6 +103,10 @@ class UttSharedParams(CMDParams):
                                 "(0 = published: full weight from the first step)")
     cmd_into_encoders: bool = _f(True, help="IF-MMIN stage 1: the CMD gradient reaches the modality encoders "
                                  "(published); false = it trains the shared encoder only")
+    stage1_train_conditions: str = _f("full", choices=("full", "random_missing_or_full"),
+                                      help="IF-MMIN stage 1 trains on full modality (published) or on one of the "
+                                      "six missing conditions or full per sample (zero-filled; CMD per pair on the "
+                                      "samples that have both modalities)")
 
 
 @dataclass

@@ -531,3 +531,26 @@ def test_cmd_warmup_ramps_the_stage1_weight():
     model = small_model("utt_shared", "model_params.cmd_warmup_epochs=4", "model_params.cmd_weight=2.0")
     assert [model.cmd_weight(e) for e in (0, 2, 4, 9)] == [0.0, 1.0, 2.0, 2.0]
     assert small_model("utt_shared").cmd_weight(0) == 1.0
+
+
+def test_stage1_may_train_on_missing_conditions_with_cmd_on_the_rows_that_have_both():
+    """``stage1_train_conditions``: the loader's draw; CMD per pair only where both modalities are real."""
+    assert small_model("utt_shared").train_conditions == "full"
+    model = small_model("utt_shared", "model_params.stage1_train_conditions=random_missing_or_full").eval()
+    assert model.train_conditions == "random_missing_or_full"
+    masks = [[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 0, 1], [0, 1, 1], [1, 0, 0], [0, 0, 1], [1, 1, 0]]
+    batch = make_batch(masks=masks)
+    _, shared = model(batch)
+    both = {("l", "v"): [0, 1, 4], ("l", "a"): [0, 1, 2, 3], ("a", "v"): [0, 1, 7]}
+    expected = sum(cmd(shared[i][rows], shared[j][rows]) for (i, j), rows in both.items()) / 3
+    assert model.cmd_loss(shared, batch.mask).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert model.training_step(batch, 1).terms["cmd"] == pytest.approx(expected.item(), rel=1e-5)
+    # a pair with fewer than two rows is left out; nothing left -> 0
+    only_lv = torch.tensor([[0, 1, 1], [0, 1, 1], [1, 0, 0], [0, 0, 1]], dtype=torch.float32)
+    sub = {m: s[:4] for m, s in shared.items()}
+    assert model.cmd_loss(sub, only_lv).item() == pytest.approx(cmd(sub["l"][:2], sub["v"][:2]).item(), rel=1e-5)
+    assert model.cmd_loss(sub, torch.tensor([[1, 0, 0]] * 4, dtype=torch.float32)).item() == 0.0
+    # a full mask is the published loss, bit for bit
+    assert torch.equal(model.cmd_loss(shared, torch.ones(8, 3)), model.cmd_loss(shared))
+    with pytest.raises(Exception, match="stage1_train_conditions"):
+        small_model("utt_shared", "model_params.stage1_train_conditions=random_missing")

@@ -17,8 +17,8 @@ from mer_lib.config import ExperimentConfig
 from mer_lib.data.dataset import Batch
 from mer_lib.models.base import MERModel, StepOutput
 from mer_lib.models.blocks import FcClassifier, SharedEncoder, init_reference
-from mer_lib.models.cmd import mean_pairwise_cmd
-from mer_lib.models.encoding import build_encoders, encode_fused, fuse
+from mer_lib.models.cmd import cmd, mean_pairwise_cmd
+from mer_lib.models.encoding import MASK_COLUMN, build_encoders, encode_fused, fuse
 
 
 class UttShared(MERModel):
@@ -26,7 +26,8 @@ class UttShared(MERModel):
 
     name = "utt_shared"
     needs_teacher = False
-    train_conditions = "full"
+    #: the invariant features' pairs, in the reference order (CMD(s_L, s_V), CMD(s_L, s_A), CMD(s_A, s_V))
+    cmd_pairs: tuple[tuple[str, str], ...] = (("l", "v"), ("l", "a"), ("a", "v"))
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         super().__init__()
@@ -39,6 +40,13 @@ class UttShared(MERModel):
         self.netC = FcClassifier(cls_in, mp.cls_layers, cfg.data.num_classes, dropout=mp.cls_dropout,
                                  use_bn=mp.cls_bn)
         init_reference(self)
+
+    @property
+    def train_conditions(self) -> str:  # type: ignore[override]
+        """``full`` (published) or ``random_missing_or_full`` (``model_params.stage1_train_conditions``):
+        with text dominating, a stage 1 trained on full modality barely trains the audio and video
+        encoders, and those encoders are what stage 2 starts from and imagines towards."""
+        return self.cfg.model_params.stage1_train_conditions
 
     def subnets(self) -> dict[str, nn.Module]:
         """``A``, ``L``, ``V`` encoders, the shared encoder ``Shared`` and classifier ``C``."""
@@ -59,12 +67,26 @@ class UttShared(MERModel):
         logits, _, shared = self.encode(batch)
         return logits, shared
 
-    def cmd_loss(self, shared: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean of the three pairwise CMDs between the invariant features (reference pair order)."""
+    def cmd_loss(self, shared: dict[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of the three pairwise CMDs between the invariant features (reference pair order).
+
+        With a ``mask`` [B, 3] that drops modalities, each pair is matched on the rows that have both (a
+        zero-filled modality's constant features would otherwise be pulled onto the real ones); a pair
+        with fewer than two such rows is left out, and with none left the loss is 0.
+        """
         mp = self.cfg.model_params
-        return mean_pairwise_cmd([shared["l"], shared["a"], shared["v"]], k=mp.cmd_k, eps=mp.cmd_eps,
-                                 variant=mp.cmd_variant, bounds=mp.cmd_bounds or None,
-                                 pairs=[(0, 2), (0, 1), (1, 2)])
+        kw = {"k": mp.cmd_k, "eps": mp.cmd_eps, "variant": mp.cmd_variant, "bounds": mp.cmd_bounds or None}
+        if mask is None or bool((mask > 0.5).all()):
+            order = ("l", "a", "v")
+            return mean_pairwise_cmd([shared[m] for m in order], pairs=[(order.index(i), order.index(j))
+                                                                       for i, j in self.cmd_pairs], **kw)
+        present = mask > 0.5
+        terms = []
+        for i, j in self.cmd_pairs:
+            rows = present[:, MASK_COLUMN[i]] & present[:, MASK_COLUMN[j]]
+            if int(rows.sum()) >= 2:
+                terms.append(cmd(shared[i][rows], shared[j][rows], **kw))
+        return torch.stack(terms).mean() if terms else shared["l"].sum() * 0.0
 
     def cmd_weight(self, epoch: int) -> float:
         """CMD weight at 0-based ``epoch``: ``cmd_weight``, ramped up from 0 over ``cmd_warmup_epochs``.
@@ -88,9 +110,10 @@ class UttShared(MERModel):
         ce = F.cross_entropy(logits, batch.label)
         if not self.cfg.model_params.cmd_into_encoders:
             shared = {m: self.netShared(e.detach()) for m, e in emb.items()}
-        cmd = self.cmd_loss(shared)
-        loss = ce + self.cmd_weight(epoch) * cmd
-        return StepOutput(logits=logits, loss=loss, terms={"ce": float(ce.detach()), "cmd": float(cmd.detach())})
+        moments = self.cmd_loss(shared, batch.mask)
+        loss = ce + self.cmd_weight(epoch) * moments
+        return StepOutput(logits=logits, loss=loss, terms={"ce": float(ce.detach()),
+                                                           "cmd": float(moments.detach())})
 
     def predict_logits(self, batch: Batch) -> torch.Tensor:
         """Evaluation forward (missing inputs zero-filled via the mask)."""
