@@ -43,7 +43,7 @@ A preset may also bring its own signal model (:attr:`Preset.signal`): ``iemocap_
 (zero-filled {l} within 0.03 of full modality, {v} near chance) and in some runs collapses without it,
 as on real IEMOCAP (bench/README.md, "A text-dominant preset").
 The same seed gives byte-identical files (and so the same fingerprint) on the same platform, whatever its
-core count (generation runs with one BLAS thread).
+core count (the observation networks run on one BLAS thread).
 """
 
 from __future__ import annotations
@@ -200,7 +200,6 @@ PRESETS: dict[str, Preset] = {
                    len_a=(4, 7, 12), pad_v=8, min_v=3, pad_l=8, min_l=5, v_rate=1.0, l_rate=0.8,
                    speaker_jitter=0.0, class_spread=0.15),
 }
-
 
 
 # Frames are generated in fixed-size chunks of utterances, each from its own seeded stream, so the
@@ -389,10 +388,14 @@ def _frames(m: str, rows: np.ndarray, lengths: np.ndarray, pad: int, evidence: n
     nuis += world.speaker_nuis[m][spk[rows]][:, None, :]
     nuis *= sig.nuisance_scale
     # Map only the real frames (pads are zero anyway), with 2-D matmuls: numpy's stacked (3-D)
-    # matmul does not use BLAS and is ~30x slower here.
+    # matmul does not use BLAS and is ~30x slower here. One BLAS thread: BLAS splits a product
+    # differently for different thread counts and the float32 frames' last bits follow (iemocap seed 0
+    # had another fingerprint with 2 threads than with 1), so the same seed gives the same files on a
+    # laptop and on a 64-core node (and it is faster here).
     u = np.concatenate([emo, nuis], axis=2)[valid].astype(np.float32)
-    h = np.tanh(u @ world.w1[m] + world.b1[m])
-    x = h @ world.w2[m] + world.b2[m]
+    with threadpool_limits(1):
+        h = np.tanh(u @ world.w1[m] + world.b1[m])
+        x = h @ world.w2[m] + world.b2[m]
     x += sig.obs_noise[m] * rng.standard_normal(x.shape, dtype=np.float32)
     if m == "a":
         x = (x * world.a_scale + world.a_offset).astype(np.float32)
@@ -476,10 +479,7 @@ def generate(preset: str, seed: int, out: str, *, overwrite: bool = False, dims:
     spec = FeatureSpec(dims=dims_)
     world = _make_world(seed, len(p.class_counts), 10, dims_, signal)
     evidence = _evidence(plan, world, seed, signal, p.noise_scale)
-    # BLAS splits a matrix product differently for different thread counts and the last bits of the
-    # float32 frames follow (iemocap seed 0: another fingerprint with 2 threads than with 1), so one
-    # thread: the same files and fingerprint on a laptop and on a 64-core node (and faster here).
-    with storage.staged_dir(out, overwrite=overwrite) as root, threadpool_limits(1):
+    with storage.staged_dir(out, overwrite=overwrite) as root:
         for m in MODALITIES:
             write_modality(root, spec, m, iter_modality(plan, p, m, seed, dims_, signal, world=world,
                                                         evidence=evidence, progress=progress))

@@ -17,7 +17,7 @@ from mer_lib.config import ExperimentConfig
 from mer_lib.data.dataset import Batch
 from mer_lib.models.base import MERModel, StepOutput
 from mer_lib.models.blocks import FcClassifier, SharedEncoder, init_reference
-from mer_lib.models.cmd import cmd, mean_pairwise_cmd
+from mer_lib.models.cmd import cmd
 from mer_lib.models.encoding import MASK_COLUMN, build_encoders, encode_fused, fuse
 
 
@@ -76,13 +76,14 @@ class UttShared(MERModel):
         """
         mp = self.cfg.model_params
         kw = {"k": mp.cmd_k, "eps": mp.cmd_eps, "variant": mp.cmd_variant, "bounds": mp.cmd_bounds or None}
-        if mask is None or bool((mask > 0.5).all()):
-            order = ("l", "a", "v")
-            return mean_pairwise_cmd([shared[m] for m in order], pairs=[(order.index(i), order.index(j))
-                                                                       for i, j in self.cmd_pairs], **kw)
-        present = mask > 0.5
+        present = None if mask is None else mask > 0.5
+        if present is not None and bool(present.all()):
+            present = None  # full modality (the published case): no row selection
         terms = []
         for i, j in self.cmd_pairs:
+            if present is None:
+                terms.append(cmd(shared[i], shared[j], **kw))
+                continue
             rows = present[:, MASK_COLUMN[i]] & present[:, MASK_COLUMN[j]]
             if int(rows.sum()) >= 2:
                 terms.append(cmd(shared[i][rows], shared[j][rows], **kw))
