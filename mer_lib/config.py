@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from mer_lib.conditions import ALL_CONDITIONS
 from mer_lib.noise.table import NOISE_TYPES
 
 
@@ -72,6 +73,17 @@ class ModelParams:
     availability_mask: bool = _f(False, help="feed an explicit (a,v,l) availability mask (improved)")
     fast_missing: bool = _f(True, help="encode a missing (all-zero) modality once per batch and scatter it "
                             "to the samples lacking it (exact; false = encode every zero sequence)")
+
+
+@dataclass
+class UttFusionParams(ModelParams):
+    """``utt_fusion``: MMIN stage 1, the zero-filled baseline."""
+
+    specialist_condition: str = _f("", choices=("", *ALL_CONDITIONS),
+                                   help="'' = train and select on full modality (published); a condition name "
+                                   "(e.g. av) trains and selects on that one condition: a per-condition "
+                                   "specialist, what the network reaches there with nothing else to learn "
+                                   "(bench/condition_ceiling.py)")
 
 
 @dataclass
@@ -188,7 +200,7 @@ class NMERParams(Stage2Params, SharedEncoderParams):
 
 
 @dataclass
-class AnyModelParams(UttSharedParams, NMERPretrainParams, MMINParams, IFMMINParams, NMERParams):
+class AnyModelParams(UttFusionParams, UttSharedParams, NMERPretrainParams, MMINParams, IFMMINParams, NMERParams):
     """Every model parameter of every model: validates a config layer before the model is known."""
 
 
@@ -204,7 +216,7 @@ class ModelSpec:
 #: Every trainable model, registered once (the CLI choices, the factory and the parameter sections
 #: derive from it). Kept here, in a leaf without torch, so the CLI offers the names fast.
 MODEL_SPECS: dict[str, ModelSpec] = {
-    "utt_fusion": ModelSpec("utt_fusion:UttFusion", ModelParams),
+    "utt_fusion": ModelSpec("utt_fusion:UttFusion", UttFusionParams),
     "utt_fusion_dropout": ModelSpec("utt_fusion:UttFusionDropout", ModelParams),
     "utt_shared": ModelSpec("utt_shared:UttShared", UttSharedParams),
     "mmin": ModelSpec("mmin:MMIN", MMINParams),

@@ -209,3 +209,27 @@ def test_modality_dropout_baseline_trains_on_missing_conditions(tiny_data: Path,
 
     assert selection_conditions(build_model(load_config("utt_fusion_dropout"))) == list(MISSING_CONDITIONS)
     assert selection_conditions(build_model(load_config("utt_fusion"))) == ["avl"]
+
+
+def test_specialist_condition_trains_and_selects_on_its_one_condition(tiny_data: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from mer_lib.config import ConfigError, load_config
+    from mer_lib.data.dataset import FoldData
+
+    seen: list[tuple[str, object]] = []
+    real_loader = FoldData.loader
+
+    def spy(self: FoldData, split: str, *args: object, conditions: object = "full", **kwargs: object):
+        seen.append((split, conditions))
+        return real_loader(self, split, *args, conditions=conditions, **kwargs)
+
+    monkeypatch.setattr(FoldData, "loader", spy)
+    summary = train("utt_fusion", str(tiny_data), str(tmp_path / "run"), "1", epochs=1,
+                    overrides=[*FAST, "model_params.specialist_condition=av"])
+    assert ("trn", ["av"]) in seen and ("val", ["av"]) in seen  # trained and selected on {a,v} only
+    metrics = json.loads((tmp_path / "run" / "fold_1" / "test_metrics.json").read_text())
+    hist = pd.read_csv(tmp_path / "run" / "fold_1" / "metrics.csv")
+    assert metrics["best_score"] == pytest.approx(float(hist.val_ua.iloc[0]))
+    assert summary["fold_results"]["1"]["best_score"] == metrics["best_score"] and "av" in metrics
+    with pytest.raises(ConfigError, match="specialist_condition"):
+        load_config("utt_fusion", overrides=["model_params.specialist_condition=x"])

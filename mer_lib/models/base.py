@@ -36,8 +36,9 @@ class MERModel(nn.Module, abc.ABC):
     name: str = ""
     #: True for stage-2 models, which need a frozen stage-1 teacher
     needs_teacher: bool = False
-    #: training inputs: "full" (stage 1), "random_missing" (stage 2) or "random_missing_or_full"
-    train_conditions: str = "full"
+    #: training inputs: "full" (stage 1), "random_missing" (stage 2), "random_missing_or_full", or a list
+    #: of condition names (each utterance under each of them; selection on them too)
+    train_conditions: str | list[str] = "full"
     #: the teacher's model name(s) this model accepts
     teacher_models: tuple[str, ...] = ()
     #: True when missing modalities reach the model as noise (the ``noise`` config section), not zeros

@@ -32,7 +32,6 @@ class UttFusion(MERModel):
 
     name = "utt_fusion"
     needs_teacher = False
-    train_conditions = "full"
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         super().__init__()
@@ -44,6 +43,13 @@ class UttFusion(MERModel):
         self.netC = FcClassifier(cls_in, mp.cls_layers, cfg.data.num_classes, dropout=mp.cls_dropout,
                                  use_bn=mp.cls_bn)
         init_reference(self)
+
+    @property
+    def train_conditions(self) -> str | list[str]:  # type: ignore[override]
+        """``full`` (published), or the one condition of a specialist (``model_params.specialist_condition``),
+        trained and selected on it alone: the per-condition reference of bench/condition_ceiling.py."""
+        special = self.cfg.model_params.specialist_condition
+        return [special] if special else "full"
 
     def subnets(self) -> dict[str, nn.Module]:
         """``A``, ``L``, ``V`` encoders and classifier ``C``."""

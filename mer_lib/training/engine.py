@@ -79,7 +79,10 @@ def linear_decay(niter: int, niter_decay: int):  # returns a lambda for LambdaLR
 
 
 def selection_conditions(model: MERModel) -> list[str]:
-    """Conditions scored for model selection: full modality for stage 1, the six missing otherwise."""
+    """Conditions scored for model selection: full modality for stage 1, the six missing otherwise, a
+    specialist's own condition (a model that trains on a list of conditions is selected on them)."""
+    if isinstance(model.train_conditions, list):
+        return list(model.train_conditions)
     return [FULL_CONDITION] if model.train_conditions == "full" else list(MISSING_CONDITIONS)
 
 
