@@ -122,8 +122,9 @@ def check_same_data(out: Path, against: Path) -> str:
     return distinct.pop() if distinct else ""
 
 
-def tabulate(spec: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
-    """Mean/std per (entry, condition, metric) over the (seed, fold) slices the specialists have.
+def tabulate(spec: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[int, int]]]:
+    """Mean/std per (entry, condition, metric) over the (seed, fold) slices the specialists have; also
+    the rows themselves (for the paired gaps) and the slices.
 
     The specialists' full-modality row is the zero-filled baseline's (``utt_fusion (faithful)``): a
     network trained and selected on full modality is exactly that baseline.
@@ -136,7 +137,19 @@ def tabulate(spec: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.DataFrame, lis
     g = rows.groupby(["entry", "condition", "metric"], sort=False)["value"]
     summary = g.agg(mean="mean", std="std", n="count").reset_index()
     summary["std"] = summary["std"].fillna(0.0)
-    return summary, slices
+    return summary, rows, slices
+
+
+def paired_gaps(rows: pd.DataFrame, entry: str) -> tuple[dict[str, float], int]:
+    """UA of ``entry`` minus the specialists' on each condition, averaged over the slices ``entry`` has
+    (paired: an entry run on fewer slices is compared with the specialists of those slices only)."""
+    ua = rows[rows["metric"] == "ua"].pivot_table(index=["seed", "fold", "condition"], columns="entry",
+                                                  values="value")
+    if entry not in ua or SPECIALIST not in ua:
+        return {}, 0
+    diff = (ua[entry] - ua[SPECIALIST]).dropna()
+    n = diff.reset_index()[["seed", "fold"]].drop_duplicates().shape[0]
+    return diff.groupby(level="condition").mean().to_dict(), n
 
 
 def _cell(summary: pd.DataFrame, entry: str, cond: str, metric: str = "ua") -> tuple[float, float, int]:
@@ -150,7 +163,7 @@ def _label(cond: str) -> str:
     return "pooled (six)" if cond == "average" else "{" + ",".join(cond) + "}"
 
 
-def render(summary: pd.DataFrame, slices: list[tuple[int, int]], meta: dict) -> str:
+def render(summary: pd.DataFrame, rows: pd.DataFrame, slices: list[tuple[int, int]], meta: dict) -> str:
     """Markdown: UA per condition (specialists first), then each entry's gap to the specialists."""
     entries = [SPECIALIST] + sorted(e for e in summary["entry"].unique() if e != SPECIALIST)
     shown = ", ".join(f"seed {s} fold {f}" for s, f in slices)
@@ -172,15 +185,15 @@ def render(summary: pd.DataFrame, slices: list[tuple[int, int]], meta: dict) -> 
             m, s, _ = _cell(summary, e, cond)
             cells.append("-" if m != m else f"{m:.3f} ± {s:.3f}")
         lines.append(f"| {_label(cond)} | " + " | ".join(cells) + " |")
-    lines += ["", "**Gap to the specialists** (UA; pooled six, and the condition where each entry trails them "
-              "most):", "", "| model | pooled gap | worst condition gap |", "|---|---|---|"]
+    lines += ["", "**Gap to the specialists** (UA, paired: on the slices each entry has; pooled six, and the "
+              "condition where it trails them most):", "",
+              "| model | slices | pooled gap | worst condition gap |", "|---|---|---|---|"]
     for e in entries[1:]:
-        gaps = {c: _cell(summary, e, c)[0] - _cell(summary, SPECIALIST, c)[0] for c in ROWS}
-        gaps = {c: g for c, g in gaps.items() if g == g}
+        gaps, n = paired_gaps(rows, e)
         if "average" not in gaps:
             continue
         worst = min((c for c in gaps if c != "average"), key=gaps.get)
-        lines.append(f"| {e} | {gaps['average']:+.3f} | {gaps[worst]:+.3f} ({_label(worst)}) |")
+        lines.append(f"| {e} | {n} | {gaps['average']:+.3f} | {gaps[worst]:+.3f} ({_label(worst)}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -226,12 +239,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if spec.empty:
         print(f"no (seed, fold) under {out} has all six specialists yet", file=sys.stderr)
         return 1
-    summary, slices = tabulate(spec, against_rows(against))
+    summary, rows, slices = tabulate(spec, against_rows(against))
     argv_shown = shown_args(list(argv) if argv is not None else sys.argv[1:])
     meta = {"command": "python bench/condition_ceiling.py " + " ".join(argv_shown),
             "machine": machine_line(args.device, load=False), "data": args.data, "fingerprint": fingerprint,
             "wall_h": args.wall_hours if args.wall_hours is not None else (time.perf_counter() - t0) / 3600}
-    block = render(summary, slices, meta)
+    block = render(summary, rows, slices, meta)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ceiling.md").write_text(block)
     summary.to_csv(out / "summary.csv", index=False)

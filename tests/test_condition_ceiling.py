@@ -50,7 +50,7 @@ def test_specialists_tabulated_beside_the_baselines(tiny_data: Path, tmp_path: P
     text = (out / "ceiling.md").read_text()
     assert "| pooled (six) |" in text and "| utt_fusion (faithful) |" in text and "--collect" not in text
     gap = ua("utt_fusion (faithful)", "average") - ua(ceiling.SPECIALIST, "average")
-    assert f"| utt_fusion (faithful) | {gap:+.3f} |" in text
+    assert f"| utt_fusion (faithful) | 1 | {gap:+.3f} |" in text
     # specialists trained on other data than --against are refused, naming both runs
     run_json = out / "seed0" / "specialist-a" / "run.json"
     run = json.loads(run_json.read_text())
