@@ -167,7 +167,7 @@ def render(summary: pd.DataFrame, rows: pd.DataFrame, slices: list[tuple[int, in
     """Markdown: UA per condition (specialists first), then each entry's gap to the specialists."""
     entries = [SPECIALIST] + sorted(e for e in summary["entry"].unique() if e != SPECIALIST)
     shown = ", ".join(f"seed {s} fold {f}" for s, f in slices)
-    lines = [f"Command: `{meta['command']}`", "",
+    lines = [f"{meta.get('label', 'Command')}: `{meta['command']}`", "",
              f"Machine: {meta['machine']}; wall time {meta['wall_h']:.2f} h; data {meta['data']} "
              f"(fingerprint {meta['fingerprint'][:12]}); slices: {shown}; each entry averaged over the slices "
              "it has (n in its header).", "",
@@ -240,8 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no (seed, fold) under {out} has all six specialists yet", file=sys.stderr)
         return 1
     summary, rows, slices = tabulate(spec, against_rows(against))
-    argv_shown = shown_args(list(argv) if argv is not None else sys.argv[1:])
+    argv_given = list(argv) if argv is not None else sys.argv[1:]
+    # a --collect run shows itself as such: the specialists were trained by earlier per-slice commands
+    argv_shown = [a for a in argv_given if a != "--block"] if args.collect else shown_args(argv_given)
+    if args.collect and args.block:
+        argv_shown.remove(args.block)
     meta = {"command": "python bench/condition_ceiling.py " + " ".join(argv_shown),
+            "label": "Tabulated by (specialists trained per slice as above)" if args.collect else "Command",
             "machine": machine_line(args.device, load=False), "data": args.data, "fingerprint": fingerprint,
             "wall_h": args.wall_hours if args.wall_hours is not None else (time.perf_counter() - t0) / 3600}
     block = render(summary, rows, slices, meta)
