@@ -74,14 +74,14 @@ def _fingerprint(run_dir: Path) -> str:
     return json.loads((run_dir / "run.json").read_text()).get("data_fingerprint", "")
 
 
-def specialist_rows(out: Path, conditions: Sequence[str] = MISSING_CONDITIONS) -> pd.DataFrame:
+def specialist_rows(out: Path) -> pd.DataFrame:
     """Test WA/UA of each specialist on its own condition, one row per (seed, fold, condition, metric);
     plus its ``average`` (mean of the six, which is the pooled score: every condition scores the same
     utterances) for the (seed, fold) slices that have all six."""
     rows = []
     for seed_dir in sorted(out.glob("seed*")):
         seed = int(seed_dir.name[4:])
-        for cond in conditions:
+        for cond in MISSING_CONDITIONS:
             for done in sorted(specialist_dir(out, seed, cond).glob("fold_*/test_metrics.json")):
                 m = json.loads(done.read_text())[cond]
                 fold = int(done.parent.name.split("_")[1])
@@ -97,15 +97,15 @@ def specialist_rows(out: Path, conditions: Sequence[str] = MISSING_CONDITIONS) -
     return pd.concat([frame, pooled.assign(condition="average")], ignore_index=True)
 
 
-def against_rows(against: Path, untagged_only: bool = True) -> pd.DataFrame:
-    """Clean (noise-free) WA/UA of every entry that ``bench/results.py`` evaluated under ``against``."""
+def against_rows(against: Path) -> pd.DataFrame:
+    """Clean (noise-free) WA/UA of every untagged entry that ``bench/results.py`` evaluated under ``against``
+    (ablation variants, recipe ``improved+tag``, are bench/README's ablation tables' business)."""
     frames = [steps_column(pd.read_csv(p)) for p in sorted(against.glob("seed*/eval/*.csv"))]
     if not frames:
         raise FileNotFoundError(f"{against}: no seed*/eval/*.csv (a bench/results.py --out directory)")
     rows = pd.concat(frames, ignore_index=True)
     rows = rows[(rows["noise"] == "none") & rows["metric"].isin(["ua", "wa"]) & rows["condition"].isin(ROWS)]
-    if untagged_only:  # ablation variants (recipe "improved+tag") are bench/README's ablation tables' business
-        rows = rows[~rows["recipe"].astype(str).str.contains("+", regex=False)]
+    rows = rows[~rows["recipe"].astype(str).str.contains("+", regex=False)]
     return rows[["entry", "seed", "fold", "condition", "metric", "value"]]
 
 
