@@ -23,7 +23,6 @@ selected on full modality), read from ``--against``. Specialists land under
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -41,6 +40,7 @@ from results import machine_line, shown_args, write_block  # noqa: E402
 
 from mer_lib.conditions import FULL_CONDITION, MISSING_CONDITIONS  # noqa: E402
 from mer_lib.evaluation.aggregate import steps_column  # noqa: E402
+from mer_lib.rundir import read_json  # noqa: E402
 
 log = logging.getLogger("bench.condition_ceiling")
 SPECIALIST = "specialists (one per condition)"
@@ -71,7 +71,7 @@ def train_specialists(data: str, out: Path, folds: Sequence[int], seeds: Sequenc
 
 
 def _fingerprint(run_dir: Path) -> str:
-    return json.loads((run_dir / "run.json").read_text()).get("data_fingerprint", "")
+    return read_json(run_dir / "run.json", "a training run's record").get("data_fingerprint", "")
 
 
 def specialist_rows(out: Path) -> pd.DataFrame:
@@ -83,7 +83,7 @@ def specialist_rows(out: Path) -> pd.DataFrame:
         seed = int(seed_dir.name[4:])
         for cond in MISSING_CONDITIONS:
             for done in sorted(specialist_dir(out, seed, cond).glob("fold_*/test_metrics.json")):
-                m = json.loads(done.read_text())[cond]
+                m = read_json(done, "a finished fold's test metrics")[cond]
                 fold = int(done.parent.name.split("_")[1])
                 rows += [{"entry": SPECIALIST, "seed": seed, "fold": fold, "condition": cond, "metric": k,
                           "value": float(m[k])} for k in ("ua", "wa")]
@@ -229,9 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if trained_on and Path(args.data).exists():
             from mer_lib.data.featureset import fingerprint
 
-            if fingerprint(args.data) != trained_on:
+            given = fingerprint(args.data)
+            if given != trained_on:
                 raise SystemExit(f"{args.data}: not the data {against} was trained on (fingerprint "
-                                 f"{fingerprint(args.data)[:12]} vs {trained_on[:12]})")
+                                 f"{given[:12]} vs {trained_on[:12]})")
         train_specialists(args.data, out, parse_folds(args.folds), args.seeds, args.conditions, args.common,
                           args.device)
     fingerprint = check_same_data(out, against)
@@ -240,11 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no (seed, fold) under {out} has all six specialists yet", file=sys.stderr)
         return 1
     summary, rows, slices = tabulate(spec, against_rows(against))
-    argv_given = list(argv) if argv is not None else sys.argv[1:]
     # a --collect run shows itself as such: the specialists were trained by earlier per-slice commands
-    argv_shown = [a for a in argv_given if a != "--block"] if args.collect else shown_args(argv_given)
-    if args.collect and args.block:
-        argv_shown.remove(args.block)
+    argv_shown = shown_args(list(argv) if argv is not None else sys.argv[1:]) + (["--collect"] if args.collect else [])
     meta = {"command": "python bench/condition_ceiling.py " + " ".join(argv_shown),
             "label": "Tabulated by (specialists trained per slice as above)" if args.collect else "Command",
             "machine": machine_line(args.device, load=False), "data": args.data, "fingerprint": fingerprint,
